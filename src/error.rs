@@ -1,0 +1,68 @@
+//! The top-level error: one variant per stage, each mapped to the contract's exit code.
+//! Stage errors carry their own messages; this type only routes them.
+
+use std::fmt::Write as _;
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Exit 2: an input or configuration error; nothing was sent.
+    #[error(transparent)]
+    Inputs(#[from] crate::inputs::Error),
+    /// Exit 3 (2 for an unreadable docker config): the registry; nothing was changed.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::Error),
+}
+
+impl Error {
+    /// The process exit code of the contract.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Inputs(_) => 2,
+            Self::Registry(e) => e.exit_code(),
+        }
+    }
+}
+
+/// The error and its causes on one line, skipping a cause whose text the line already holds
+/// (many libraries repeat their source inside their own message).
+pub fn render_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            let _ = write!(line, ": {text}");
+        }
+        source = cause.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each stage maps to its exit code.
+    #[test]
+    fn exit_codes() {
+        let input = Error::from(crate::inputs::Error::Missing { input: "image" });
+        assert_eq!(input.exit_code(), 2);
+        let registry = Error::from(crate::registry::Error::DigestMismatch {
+            image: "a".into(),
+            expected: "b".into(),
+            actual: "c".into(),
+        });
+        assert_eq!(registry.exit_code(), 3);
+    }
+
+    /// A cause already quoted by its parent is not printed twice.
+    #[test]
+    fn chain_skips_repeated_causes() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer: {0}")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::other("inner"));
+        assert_eq!(render_chain(&e), "outer: inner");
+    }
+}

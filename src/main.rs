@@ -1,0 +1,83 @@
+//! The process edge: arguments, environment, runtime, exit code.
+
+use std::process::ExitCode;
+
+use kubeship::inputs::{INPUTS, Inputs};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None => {}
+        Some("--version" | "-V") => {
+            println!("kubeship {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Some("--help" | "-h") => {
+            print!("{}", help());
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => {
+            eprintln!(
+                "kubeship: unexpected argument {other:?}: kubeship reads its inputs from environment variables; see kubeship --help"
+            );
+            return ExitCode::from(2);
+        }
+    }
+    let env = || {
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+    };
+    let debug = env().any(|(k, v)| (k == "RUNNER_DEBUG" || k == "KUBESHIP_DEBUG") && v == "1");
+    kubeship::log::set_debug(debug);
+    let inputs = match Inputs::from_vars(env()) {
+        Ok(inputs) => inputs,
+        Err(e) => return fail(&kubeship::Error::from(e)),
+    };
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                eprintln!("kubeship: cannot start: {e}");
+                return ExitCode::from(1);
+            }
+        };
+    match runtime.block_on(kubeship::run::run(&inputs)) {
+        Ok(resolved) => {
+            kubeship::log::warn(
+                "this build resolves the digest only; patching and waiting on the workloads is not built yet",
+            );
+            let result = serde_json::json!({ "digest": resolved.digest, "image": resolved.pinned });
+            println!("{result}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(error: &kubeship::Error) -> ExitCode {
+    eprintln!("kubeship: {}", kubeship::error::render_chain(error));
+    ExitCode::from(error.exit_code())
+}
+
+fn help() -> String {
+    let mut text = format!(
+        "kubeship {}: pin a freshly pushed image by digest on Kubernetes workloads and wait for the rollout.\n\n\
+         Inputs are environment variables. Each input NAME is read from INPUT_<NAME> (hyphens kept, as the\n\
+         GitHub runner sets them), INPUT_<NAME_WITH_UNDERSCORES> or KUBESHIP_<NAME_WITH_UNDERSCORES>.\n\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    for input in INPUTS {
+        let default = match (input.required, input.default) {
+            (true, _) => "required".to_owned(),
+            (false, "") => "no default".to_owned(),
+            (false, d) => format!("default {d}"),
+        };
+        let vars = input.variables().join(", ");
+        text.push_str(&format!(
+            "  {} ({default})\n      {}\n      {vars}\n",
+            input.name, input.description
+        ));
+    }
+    text.push_str("\nExit codes: 0 success, 1 rollout failed or timed out, 2 invalid input, 3 registry error,\n4 Kubernetes API error, 130/143 interrupted.\n");
+    text
+}

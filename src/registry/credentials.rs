@@ -1,0 +1,298 @@
+//! Which credentials go to the registry, and from where: the inputs, else the docker config
+//! (`credHelpers`, `credsStore`, `auths`, in the Docker CLI's order), else none. The secrets
+//! never leave this module's types except as request headers (see `auth.rs`).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt as _;
+
+use super::error::{CredentialSource, Error};
+
+/// What is sent: nothing, a user and password, or an OAuth2 refresh ("identity") token.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    Anonymous,
+    Basic { username: String, password: String },
+    IdentityToken(String),
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Anonymous => f.write_str("Anonymous"),
+            Self::Basic { username, .. } => write!(f, "Basic({username:?}, <redacted>)"),
+            Self::IdentityToken(_) => f.write_str("IdentityToken(<redacted>)"),
+        }
+    }
+}
+
+/// A secret and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub secret: Secret,
+    pub source: CredentialSource,
+}
+
+impl Credentials {
+    /// No credentials.
+    pub fn anonymous() -> Self {
+        Self { secret: Secret::Anonymous, source: CredentialSource::Anonymous }
+    }
+
+    /// The `registry-username`/`registry-password` inputs.
+    pub fn from_inputs(username: &str, password: &str) -> Self {
+        Self {
+            secret: Secret::Basic { username: username.to_owned(), password: password.to_owned() },
+            source: CredentialSource::Inputs { username: username.to_owned() },
+        }
+    }
+
+    /// The password or token to hide from logs (`::add-mask::`), if any.
+    pub fn secret_value(&self) -> Option<&str> {
+        match &self.secret {
+            Secret::Anonymous => None,
+            Secret::Basic { password, .. } => Some(password),
+            Secret::IdentityToken(token) => Some(token),
+        }
+    }
+}
+
+/// The subset of a docker `config.json` that holds credentials.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DockerConfig {
+    #[serde(default)]
+    auths: std::collections::BTreeMap<String, AuthEntry>,
+    creds_store: Option<String>,
+    #[serde(default)]
+    cred_helpers: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AuthEntry {
+    auth: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    identitytoken: Option<String>,
+}
+
+/// Finds the credentials for `registry` (as references name it: `docker.io`, `ghcr.io`,
+/// `localhost:5000`) in the docker config directory `dir` (`$DOCKER_CONFIG` or `~/.docker`).
+///
+/// # Errors
+/// [`Error::DockerConfig`] for a file that is not valid JSON or holds a malformed `auth`;
+/// [`Error::Credentials`] when the configured helper is missing or fails.
+pub async fn from_docker_config(dir: &Path, registry: &str) -> Result<Credentials, Error> {
+    let path = dir.join("config.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Credentials::anonymous()),
+        Err(e) => return Err(config_error(&path, e.to_string())),
+    };
+    let config: DockerConfig = serde_json::from_str(&text)
+        .map_err(|e| config_error(&path, format!("invalid JSON: {e}")))?;
+
+    let from_file = match config.auths.iter().find(|(key, _)| same_registry(key, registry)) {
+        Some((key, entry)) => entry_secret(entry)
+            .map_err(|detail| config_error(&path, format!("entry {key:?}: {detail}")))?
+            .map(|secret| Credentials {
+                secret,
+                source: CredentialSource::DockerConfig {
+                    path: path.display().to_string(),
+                    key: key.clone(),
+                },
+            }),
+        None => None,
+    };
+
+    let helper = config
+        .cred_helpers
+        .iter()
+        .find(|(key, _)| same_registry(key, registry))
+        .map(|(_, name)| name.clone())
+        .or(config.creds_store);
+    let Some(helper) = helper.filter(|h| !h.is_empty()) else {
+        return Ok(from_file.unwrap_or_else(Credentials::anonymous));
+    };
+    let program = format!("docker-credential-{helper}");
+    match find_on_path(&program) {
+        Some(executable) => run_helper(&executable, &program, registry).await,
+        // A config copied from a desktop often names a store that is not in the CI image;
+        // the file's own entry still works then.
+        None => from_file.ok_or_else(|| Error::Credentials {
+            registry: registry.to_owned(),
+            detail: format!(
+                "{} names the credential helper {program}, which is not on PATH: install it in \
+                 the step's image, or pass registry-username and registry-password",
+                path.display()
+            ),
+        }),
+    }
+}
+
+fn config_error(path: &Path, detail: String) -> Error {
+    Error::DockerConfig { path: path.display().to_string(), detail }
+}
+
+/// The Docker CLI's key matching: keys may be `host`, `host:port` or `https://host/v1/`;
+/// Docker Hub is `https://index.docker.io/v1/`.
+fn same_registry(key: &str, registry: &str) -> bool {
+    let host = key.trim_start_matches("https://").trim_start_matches("http://");
+    let host = host.split('/').next().unwrap_or(host);
+    let hub = |h: &str| matches!(h, "docker.io" | "index.docker.io" | "registry-1.docker.io");
+    host == registry || (hub(host) && hub(registry))
+}
+
+/// An `auths` entry's secret, `None` for an empty entry (what `credsStore` leaves behind).
+fn entry_secret(entry: &AuthEntry) -> Result<Option<Secret>, String> {
+    if let Some(token) = entry.identitytoken.as_deref().filter(|t| !t.is_empty()) {
+        return Ok(Some(Secret::IdentityToken(token.to_owned())));
+    }
+    if let (Some(username), Some(password)) = (&entry.username, &entry.password)
+        && !username.is_empty()
+    {
+        return Ok(Some(Secret::Basic { username: username.clone(), password: password.clone() }));
+    }
+    let Some(auth) = entry.auth.as_deref().filter(|a| !a.is_empty()) else {
+        return Ok(None);
+    };
+    // docker/cli decodeAuth: standard base64 of "user:password", split at the first ':'.
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(auth.trim())
+        .map_err(|_| "\"auth\" is not base64 of user:password".to_owned())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| "\"auth\" is not UTF-8".to_owned())?;
+    match decoded.split_once(':') {
+        Some((user, password)) if !user.is_empty() => Ok(Some(Secret::Basic {
+            username: user.to_owned(),
+            password: password.trim_end_matches('\0').to_owned(),
+        })),
+        _ => Err("\"auth\" does not hold user:password".to_owned()),
+    }
+}
+
+fn find_on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct HelperAnswer {
+    username: String,
+    secret: String,
+}
+
+/// Runs `docker-credential-<name> get` with the server URL on stdin, as the Docker CLI does.
+async fn run_helper(
+    executable: &Path,
+    program: &str,
+    registry: &str,
+) -> Result<Credentials, Error> {
+    let failed = |detail: String| Error::Credentials { registry: registry.to_owned(), detail };
+    let server =
+        if same_registry("docker.io", registry) { "https://index.docker.io/v1/" } else { registry };
+    let mut child = tokio::process::Command::new(executable)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| failed(format!("{program} could not be started: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(server.as_bytes())
+            .await
+            .map_err(|e| failed(format!("{program} did not read its input: {e}")))?;
+    }
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .map_err(|_| failed(format!("{program} did not answer within 30s")))?
+        .map_err(|e| failed(format!("{program} failed: {e}")))?;
+    if !output.status.success() {
+        let said = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        // docker-credential-helpers' ErrCredentialsNotFound: no entry means anonymous.
+        if said.contains("credentials not found") {
+            return Ok(Credentials::anonymous());
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let reason = if said.is_empty() { stderr.trim() } else { said.as_str() };
+        let reason: String = reason.chars().take(300).collect();
+        return Err(failed(format!("{program} get failed ({}): {reason}", output.status)));
+    }
+    let answer: HelperAnswer = serde_json::from_slice(&output.stdout).map_err(|e| {
+        failed(format!("{program} printed something that is not its JSON answer: {e}"))
+    })?;
+    let source = CredentialSource::Helper { program: program.to_owned() };
+    // docker/cli: the user name "<token>" marks an identity token.
+    let secret = if answer.username == "<token>" {
+        Secret::IdentityToken(answer.secret)
+    } else {
+        Secret::Basic { username: answer.username, password: answer.secret }
+    };
+    Ok(Credentials { secret, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(json: &str) -> AuthEntry {
+        serde_json::from_str(json).expect("entry JSON")
+    }
+
+    /// `auth` splits at the first colon and drops trailing NULs, like docker/cli.
+    #[test]
+    fn auth_field_decoding() {
+        let b64 = base64::engine::general_purpose::STANDARD.encode("bob:pa:ss\0");
+        let secret = entry_secret(&entry(&format!(r#"{{"auth":"{b64}"}}"#))).expect("decodes");
+        assert_eq!(
+            secret,
+            Some(Secret::Basic { username: "bob".into(), password: "pa:ss".into() })
+        );
+    }
+
+    /// Malformed `auth` values are errors, not silent anonymity.
+    #[test]
+    fn malformed_auth_fields() {
+        let no_colon = base64::engine::general_purpose::STANDARD.encode("bob");
+        let no_user = base64::engine::general_purpose::STANDARD.encode(":pw");
+        for bad in ["%%%", no_colon.as_str(), no_user.as_str()] {
+            assert!(entry_secret(&entry(&format!(r#"{{"auth":"{bad}"}}"#))).is_err(), "{bad}");
+        }
+    }
+
+    /// An identity token wins over user and password; an empty entry holds nothing.
+    #[test]
+    fn entry_kinds() {
+        let e = entry(r#"{"username":"u","password":"p","identitytoken":"t"}"#);
+        assert_eq!(entry_secret(&e).expect("ok"), Some(Secret::IdentityToken("t".into())));
+        let e = entry(r#"{"username":"u","password":"p"}"#);
+        assert!(matches!(entry_secret(&e), Ok(Some(Secret::Basic { .. }))));
+        assert_eq!(entry_secret(&entry("{}")).expect("ok"), None);
+    }
+
+    /// Docker Hub keys in any of their spellings; other keys by host and port.
+    #[test]
+    fn registry_key_matching() {
+        assert!(same_registry("https://index.docker.io/v1/", "docker.io"));
+        assert!(same_registry("docker.io", "docker.io"));
+        assert!(same_registry("https://ghcr.io", "ghcr.io"));
+        assert!(same_registry("localhost:5000", "localhost:5000"));
+        assert!(!same_registry("localhost:5001", "localhost:5000"));
+        assert!(!same_registry("ghcr.io", "docker.io"));
+    }
+
+    /// Debug output never shows a secret.
+    #[test]
+    fn debug_is_redacted() {
+        let s = Secret::Basic { username: "bob".into(), password: "hunter2".into() };
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert!(!format!("{:?}", Secret::IdentityToken("tok3n".into())).contains("tok3n"));
+    }
+}

@@ -1,0 +1,68 @@
+//! TLS trust for kubeship's HTTPS clients. The container image has no OS trust store, so the
+//! public roots are compiled in (Mozilla's, from `webpki-root-certs`) and a user's extra CA is
+//! added to them. One crypto provider (ring) is installed for the whole process.
+
+use std::sync::Once;
+
+/// Installs ring as the process's rustls provider. Idempotent; every client constructor calls
+/// it, so tests that use the library without `main` get the same TLS as the binary.
+pub fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Err means another provider was installed first, which serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// The compiled-in public roots, DER-encoded.
+pub fn public_roots() -> impl Iterator<Item = &'static [u8]> {
+    webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().map(|c| c.as_ref())
+}
+
+/// Parses PEM text into DER certificates.
+///
+/// # Errors
+/// A reason for the message when the text holds no certificate or a malformed one.
+pub fn parse_pem_certificates(pem: &str) -> Result<Vec<Vec<u8>>, String> {
+    let mut reader = pem.as_bytes();
+    let certs: Vec<Vec<u8>> = rustls_pemfile::certs(&mut reader)
+        .map(|c| c.map(|der| der.as_ref().to_vec()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("is not valid PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+    }
+    // rustls-pemfile skips what it does not understand; a certificate that fails to parse as
+    // X.509 would only surface at the first handshake, so check it here.
+    for der in &certs {
+        let der = rustls::pki_types::CertificateDer::from(der.as_slice());
+        webpki::anchor_from_trusted_cert(&der)
+            .map_err(|e| format!("holds a certificate that is not valid X.509 ({e})"))?;
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The built-in store is the Mozilla set, not empty.
+    #[test]
+    fn public_roots_are_built_in() {
+        assert!(public_roots().count() > 100);
+    }
+
+    /// Text without a certificate is refused with a reason.
+    #[test]
+    fn pem_without_certificates() {
+        assert!(parse_pem_certificates("hello").unwrap_err().contains("no PEM certificate"));
+        assert!(parse_pem_certificates("").is_err());
+    }
+
+    /// A PEM block whose base64 is broken is refused.
+    #[test]
+    fn pem_with_broken_base64() {
+        let pem = "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n";
+        assert!(parse_pem_certificates(pem).is_err());
+    }
+}
