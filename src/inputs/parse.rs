@@ -203,6 +203,26 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any text gets an answer, never a panic.
+        #[test]
+        fn duration_parsing_never_panics(text in "\\PC{0,40}") {
+            let _ = duration(&text);
+        }
+
+        /// Composed h/m/s values parse to their sum.
+        #[test]
+        fn composed_durations_add_up(h in 0u64..100, m in 0u64..100, s in 0u64..100) {
+            let total = h * 3600 + m * 60 + s;
+            let text = format!("{h}h{m}m{s}s");
+            if total == 0 {
+                proptest::prop_assert!(duration(&text).is_err());
+            } else {
+                proptest::prop_assert_eq!(duration(&text), Ok(Duration::from_secs(total)));
+            }
+        }
+    }
+
     /// Commas and newlines both split; blanks vanish.
     #[test]
     fn lists_split_on_commas_and_newlines() {

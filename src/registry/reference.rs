@@ -1,21 +1,25 @@
 //! Image references: the `image` input parsed with Docker's normalization rules, and the
-//! `sha256:<hex>` digests kubeship pins. Parsing is oci-spec's port of distribution's
-//! `reference` package; this module adds the checks Docker makes on top and messages that say
-//! what to change.
+//! `sha256:<hex>` digests kubeship pins. The grammar is distribution's `reference` package
+//! (`regexp.go`, `normalize.go`), checked by hand: oci-spec's parser compiles a large Unicode
+//! regex on first use, which costs a one-shot CLI like kubeship ~50 ms per run.
 
 use std::fmt;
-
-use oci_client::Reference;
 
 /// Docker Hub's canonical name, and the host its registry API answers on (the Docker CLI's
 /// choice; oci-spec would use `index.docker.io`).
 const DOCKER_HUB: &str = "docker.io";
+const DOCKER_HUB_LEGACY: &str = "index.docker.io";
 const DOCKER_HUB_API_HOST: &str = "registry-1.docker.io";
+/// distribution's `NameTotalLengthMax`.
+const NAME_MAX: usize = 255;
 
 /// A parsed `image` input.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ImageRef {
-    reference: Reference,
+    registry: String,
+    repository: String,
+    tag: Option<String>,
+    digest: Option<String>,
 }
 
 /// Why an `image` or `digest` value was refused. The caller adds the input's name.
@@ -32,6 +36,9 @@ fn invalid(value: &str, reason: impl Into<String>) -> InvalidReference {
     InvalidReference { value: value.to_owned(), reason: reason.into() }
 }
 
+const COMPONENT_RULE: &str = "repository components are lowercase letters and digits, \
+    separated by '.', '_', '__' or dashes, and joined by '/'";
+
 impl ImageRef {
     /// Parses `[registry/]repository[:tag][@digest]`, normalizing Docker Hub names
     /// (`nginx` is `docker.io/library/nginx:latest`).
@@ -39,59 +46,90 @@ impl ImageRef {
     /// # Errors
     /// [`InvalidReference`] quoting the value and naming the rule it breaks.
     pub fn parse(value: &str) -> Result<Self, InvalidReference> {
+        let bad = |reason: String| invalid(value, reason);
         if value.is_empty() {
-            return Err(invalid(value, "is empty: give registry/repository:tag"));
+            return Err(bad("is empty: give registry/repository:tag".into()));
         }
         if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(invalid(value, "contains white space or a control character"));
+            return Err(bad("contains white space or a control character".into()));
         }
         if let Some((scheme, _)) = value.split_once("://") {
-            return Err(invalid(
-                value,
-                format!("starts with a URL scheme ({scheme}://): give registry/repository:tag"),
-            ));
+            return Err(bad(format!(
+                "starts with a URL scheme ({scheme}://): give registry/repository:tag"
+            )));
         }
+        let (name, digest) = match value.split_once('@') {
+            Some((name, digest)) => {
+                validate_digest(digest)
+                    .map_err(|e| bad(format!("has a digest that {}", e.reason)))?;
+                (name, Some(digest.to_owned()))
+            }
+            None => (value, None),
+        };
         // Docker refuses a bare 64-hex name: it would be mistaken for an image ID.
-        let name = value.split(['@', ':']).next().unwrap_or(value);
         if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(invalid(
-                value,
-                "is a 64-character hex string, which is an image ID, not a repository",
+            return Err(bad(
+                "is a 64-character hex string, which is an image ID, not a repository".into(),
             ));
         }
-        if let Some((_, digest)) = value.split_once('@') {
-            validate_digest(digest)
-                .map_err(|e| invalid(value, format!("has a digest that {}", e.reason)))?;
+        // normalize.go splitDockerDomain: the first component is a registry only if it has
+        // a '.' or ':', is "localhost", or has uppercase letters.
+        let (registry, rest) = match name.split_once('/') {
+            Some((first, rest))
+                if first.contains(['.', ':'])
+                    || first == "localhost"
+                    || first.bytes().any(|b| b.is_ascii_uppercase()) =>
+            {
+                (first, rest)
+            }
+            _ => (DOCKER_HUB, name),
+        };
+        let registry = if registry == DOCKER_HUB_LEGACY { DOCKER_HUB } else { registry };
+        let (path, tag) = match rest.rsplit_once(':') {
+            Some((path, tag)) => (path, Some(tag)),
+            None => (rest, None),
+        };
+        if !valid_host(registry) {
+            return Err(bad(format!(
+                "has an invalid registry {registry:?}: use a host name or IP, with an optional :port"
+            )));
         }
-        let reference: Reference = value.parse().map_err(|e: oci_client::ParseError| {
-            use oci_client::ParseError as P;
-            let reason = match e {
-                P::NameContainsUppercase => {
-                    "has uppercase letters in the repository: repository names are lowercase"
-                        .to_owned()
-                }
-                P::NameEmpty => "has no repository name".to_owned(),
-                P::NameTooLong => "has a repository name longer than 255 characters".to_owned(),
-                P::TagInvalidFormat => {
-                    "has an invalid tag: up to 128 of A-Z a-z 0-9 _ . -, not starting with . or -"
-                        .to_owned()
-                }
-                P::DigestInvalidFormat | P::DigestInvalidLength | P::DigestUnsupported => {
-                    "has an invalid digest: use @sha256:<64 lowercase hex digits>".to_owned()
-                }
-                P::ReferenceInvalidFormat => "is not a valid image reference: use \
-                    registry/repository:tag; components are lowercase letters and digits \
-                    separated by '.', '_', '__' or '-', joined by '/'"
-                    .to_owned(),
-            };
-            invalid(value, reason)
-        })?;
-        Ok(Self { reference })
+        if path.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(bad(
+                "has uppercase letters in the repository: repository names are lowercase".into(),
+            ));
+        }
+        if path.is_empty() {
+            return Err(bad("has no repository name".into()));
+        }
+        if let Some(component) = path.split('/').find(|c| !valid_component(c)) {
+            return Err(bad(format!(
+                "is not a valid image reference: the repository component {component:?} breaks \
+                 the rule ({COMPONENT_RULE})"
+            )));
+        }
+        if let Some(tag) = tag
+            && !valid_tag(tag)
+        {
+            return Err(bad(format!(
+                "is not a valid image reference: the tag {tag:?} is not 1 to 128 of A-Z a-z 0-9 \
+                 _ . - starting with a letter, digit or _"
+            )));
+        }
+        let repository = if registry == DOCKER_HUB && !path.contains('/') {
+            format!("library/{path}")
+        } else {
+            path.to_owned()
+        };
+        if registry.len() + 1 + repository.len() > NAME_MAX {
+            return Err(bad(format!("has a name longer than {NAME_MAX} characters")));
+        }
+        Ok(Self { registry: registry.to_owned(), repository, tag: tag.map(str::to_owned), digest })
     }
 
     /// The registry's name in references: `docker.io`, `ghcr.io`, `localhost:5000`.
     pub fn registry(&self) -> &str {
-        self.reference.registry()
+        &self.registry
     }
 
     /// The host (and port) the registry API is served on.
@@ -104,17 +142,17 @@ impl ImageRef {
 
     /// The repository, `library/` included for Docker Hub official images.
     pub fn repository(&self) -> &str {
-        self.reference.repository()
+        &self.repository
     }
 
     /// The tag; `latest` when none was given.
     pub fn tag(&self) -> &str {
-        self.reference.tag().unwrap_or("latest")
+        self.tag.as_deref().unwrap_or("latest")
     }
 
     /// The digest, when the input carried one.
     pub fn digest(&self) -> Option<&str> {
-        self.reference.digest()
+        self.digest.as_deref()
     }
 
     /// The reference to write into the workloads: `registry/repository@digest`.
@@ -122,15 +160,86 @@ impl ImageRef {
         format!("{}/{}@{}", self.registry(), self.repository(), digest)
     }
 
-    /// The same reference with its registry host rewritten to [`Self::api_host`], for oci-client
-    /// (which otherwise sends Docker Hub requests to `index.docker.io`).
-    pub(crate) fn for_client(&self) -> Reference {
-        let mut reference = self.reference.clone();
+    /// The same reference for oci-client, its registry host rewritten to [`Self::api_host`]
+    /// (oci-client would send Docker Hub requests to `index.docker.io`).
+    pub(crate) fn for_client(&self) -> oci_client::Reference {
+        let (registry, repository) = (self.registry.clone(), self.repository.clone());
+        let mut reference = match &self.digest {
+            Some(digest) => {
+                oci_client::Reference::with_digest(registry, repository, digest.clone())
+            }
+            None => oci_client::Reference::with_tag(registry, repository, self.tag().to_owned()),
+        };
         if self.registry() == DOCKER_HUB {
             reference.set_mirror_registry(DOCKER_HUB_API_HOST.to_owned());
         }
         reference
     }
+}
+
+/// regexp.go `domainAndPort`: DNS-ish components joined by dots, or a bracketed IPv6
+/// address, then an optional numeric port.
+fn valid_host(host: &str) -> bool {
+    let (name_ok, port) = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, after)) => (
+                !v6.is_empty() && v6.bytes().all(|b| b.is_ascii_hexdigit() || b == b':'),
+                // Anything after the bracket must be ":port".
+                (!after.is_empty()).then(|| after.strip_prefix(':').unwrap_or_default()),
+            ),
+            None => return false,
+        },
+        None => {
+            let (name, port) = match host.rsplit_once(':') {
+                Some((name, port)) => (name, Some(port)),
+                None => (host, None),
+            };
+            let component_ok = |c: &str| {
+                !c.is_empty()
+                    && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !c.starts_with('-')
+                    && !c.ends_with('-')
+            };
+            (name.split('.').all(component_ok), port)
+        }
+    };
+    name_ok && port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// regexp.go `pathComponent`: `[a-z0-9]+` runs separated by `.`, `_`, `__` or `-+`.
+fn valid_component(component: &str) -> bool {
+    let bytes = component.as_bytes();
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if bytes.is_empty() || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        if alnum(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && !alnum(bytes[i]) {
+            i += 1;
+        }
+        let separator = &component[start..i];
+        let ok = matches!(separator, "." | "_" | "__") || separator.bytes().all(|b| b == b'-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// regexp.go `tag`: `[\w][\w.-]{0,127}` (ASCII word characters).
+fn valid_tag(tag: &str) -> bool {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let bytes = tag.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 128
+        && word(bytes[0])
+        && bytes.iter().all(|&b| word(b) || b == b'.' || b == b'-')
 }
 
 impl fmt::Display for ImageRef {
@@ -228,6 +337,10 @@ mod tests {
             ("myhost/app", "docker.io", "myhost/app", "latest", hub),
             // Docker's famous surprise: a port-looking suffix is the tag of a Hub image.
             ("test.com:5000", "docker.io", "library/test.com", "5000", hub),
+            // Newer distribution: an uppercase first component is a registry, and IPv6 hosts.
+            ("Registry.Example/app", "Registry.Example", "app", "latest", "Registry.Example"),
+            ("[::1]:5000/app:v1", "[::1]:5000", "app", "v1", "[::1]:5000"),
+            ("a-b.c.d:443/x/y-z", "a-b.c.d:443", "x/y-z", "latest", "a-b.c.d:443"),
         ];
         for &(input, registry, repository, tag, host) in cases {
             assert_eq!(
@@ -282,6 +395,19 @@ mod tests {
                 "lowercase hex",
             ),
             ("4a1c4b21597c1b4415bdbecb28a3296c6b5e23ca4f9feeb599860a1dac6a0108", "image ID"),
+            ("a_b.com/app", "invalid registry"),
+            ("localhost:abc/app", "invalid registry"),
+            ("[::1/app", "invalid registry"),
+            ("[::1]x/app", "invalid registry"),
+            ("-a.com/app", "invalid registry"),
+            ("ghcr.io/a..b", "not a valid image reference"),
+            ("ghcr.io/a_-b", "not a valid image reference"),
+            ("ghcr.io/a___b", "not a valid image reference"),
+            ("ghcr.io/", "no repository"),
+            (
+                "ghcr.io/app@sha256:4a1c4b21597c1b4415bdbecb28a3296c6b5e23ca4f9feeb599860a1dac6a0108@x",
+                "digest",
+            ),
         ];
         for &(input, why) in cases {
             let err = ImageRef::parse(input).expect_err(input);
@@ -291,6 +417,33 @@ mod tests {
         }
         let long_tag = format!("app:{}", "t".repeat(129));
         assert!(ImageRef::parse(&long_tag).is_err());
+        assert!(ImageRef::parse(&format!("app:{}", "t".repeat(128))).is_ok());
+        let long_name = format!("ghcr.io/{}", "a".repeat(250));
+        assert!(ImageRef::parse(&long_name).unwrap_err().reason.contains("255"));
+        // Separators that the grammar allows.
+        for ok in ["ghcr.io/a.b", "ghcr.io/a_b", "ghcr.io/a__b", "ghcr.io/a---b/c-d"] {
+            assert!(ImageRef::parse(ok).is_ok(), "{ok}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any input, however odd, gets an answer rather than a panic.
+        #[test]
+        fn parsing_never_panics(input in "\\PC{0,300}") {
+            let _ = ImageRef::parse(&input);
+        }
+
+        /// Whatever parses, parses again from its normalized form to the same parts.
+        #[test]
+        fn normalized_form_round_trips(input in "[a-zA-Z0-9./:_@\\[\\]-]{1,80}") {
+            if let Ok(parsed) = ImageRef::parse(&input) {
+                let again = ImageRef::parse(&parsed.to_string()).expect("normalized form parses");
+                proptest::prop_assert_eq!(
+                    (again.registry(), again.repository(), again.tag(), again.digest()),
+                    (parsed.registry(), parsed.repository(), parsed.tag(), parsed.digest())
+                );
+            }
+        }
     }
 
     /// Digest inputs: algorithm, length and case are all checked.
