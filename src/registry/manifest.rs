@@ -90,8 +90,9 @@ impl Registry {
             self.image.registry()
         ));
         let reference = self.image.for_client();
+        let client = self.oci_client().map_err(Failure::Fatal)?;
         let result =
-            self.oci.pull_manifest_raw(&reference, &auth.for_client(), &MANIFEST_MEDIA_TYPES).await;
+            client.pull_manifest_raw(&reference, &auth.for_client(), &MANIFEST_MEDIA_TYPES).await;
         match result {
             Ok((_, digest)) => Ok(digest),
             Err(E::RegistryError { envelope, .. })

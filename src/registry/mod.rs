@@ -97,8 +97,7 @@ struct Registry {
     /// `scheme://host[:port]`.
     base: String,
     http: reqwest::Client,
-    oci: oci_client::Client,
-    ca_given: bool,
+    options: Options,
 }
 
 const USER_AGENT: &str = concat!("kubeship/", env!("CARGO_PKG_VERSION"));
@@ -106,59 +105,45 @@ const USER_AGENT: &str = concat!("kubeship/", env!("CARGO_PKG_VERSION"));
 impl Registry {
     fn new(image: &ImageRef, credentials: Credentials, options: &Options) -> Result<Self, Error> {
         crate::tls::install_crypto_provider();
-        let host = image.api_host();
         let scheme = if options.insecure { "http" } else { "https" };
-        let roots: Vec<&[u8]> = crate::tls::public_roots()
-            .map(|der| -> &[u8] { der })
-            .chain(options.extra_ca.iter().map(Vec::as_slice))
-            .collect();
-        let setup = |detail: String| Error::Protocol {
-            registry: image.registry().to_owned(),
-            what: format!("no usable client: {detail}"),
-            hint: "this is a kubeship bug; please report it",
-        };
-
-        let reqwest_roots = roots
-            .iter()
-            .map(|der| reqwest::Certificate::from_der(der))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| setup(e.to_string()))?;
+        let tls = crate::tls::client_config(&options.extra_ca).map_err(|e| setup(image, e))?;
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
-            .tls_certs_only(reqwest_roots)
+            .tls_backend_preconfigured(tls)
             .connect_timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| setup(e.to_string()))?;
+            .map_err(|e| setup(image, e.to_string()))?;
+        Ok(Self {
+            image: image.clone(),
+            credentials,
+            base: format!("{scheme}://{}", image.api_host()),
+            http,
+            options: options.clone(),
+        })
+    }
 
-        let protocol = if options.insecure {
-            oci_client::client::ClientProtocol::HttpsExcept(vec![host.to_owned()])
+    /// oci-client, for the GET fallback only: built on demand, since most registries send
+    /// the digest header and building it parses every root certificate again.
+    fn oci_client(&self) -> Result<oci_client::Client, Error> {
+        use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+        let protocol = if self.options.insecure {
+            ClientProtocol::HttpsExcept(vec![self.image.api_host().to_owned()])
         } else {
-            oci_client::client::ClientProtocol::Https
+            ClientProtocol::Https
         };
-        let oci_roots = roots
-            .iter()
-            .map(|der| oci_client::client::Certificate {
-                encoding: oci_client::client::CertificateEncoding::Der,
-                data: der.to_vec(),
-            })
+        let roots = crate::tls::public_roots()
+            .map(<[u8]>::to_vec)
+            .chain(self.options.extra_ca.iter().cloned())
+            .map(|data| Certificate { encoding: CertificateEncoding::Der, data })
             .collect();
-        let config = oci_client::client::ClientConfig {
+        let config = ClientConfig {
             protocol,
-            tls_certs_only: oci_roots,
+            tls_certs_only: roots,
             connect_timeout: Some(Duration::from_secs(10)),
             user_agent: USER_AGENT,
             ..Default::default()
         };
-        let oci = oci_client::Client::try_from(config).map_err(|e| setup(e.to_string()))?;
-
-        Ok(Self {
-            image: image.clone(),
-            credentials,
-            base: format!("{scheme}://{host}"),
-            http,
-            oci,
-            ca_given: !options.extra_ca.is_empty(),
-        })
+        oci_client::Client::try_from(config).map_err(|e| setup(&self.image, e.to_string()))
     }
 
     /// Authenticate, then HEAD until found or the deadline passes. Returns the answer and the
@@ -337,7 +322,7 @@ impl Registry {
     /// Connection-level failures: certificate problems are final, the rest are retried.
     fn transport_failure(&self, error: reqwest::Error) -> Failure {
         if let Some(detail) = tls_failure(&error) {
-            let hint = if self.ca_given {
+            let hint = if !self.options.extra_ca.is_empty() {
                 "the registry's certificate does not chain to registry-ca or the public roots, or \
                  names another host: give the CA that signed it"
             } else {
@@ -360,6 +345,14 @@ impl Registry {
             });
         }
         Failure::Retry { reason, after: None }
+    }
+}
+
+fn setup(image: &ImageRef, detail: String) -> Error {
+    Error::Protocol {
+        registry: image.registry().to_owned(),
+        what: format!("no usable HTTP client: {detail}"),
+        hint: "check registry-ca; otherwise this is a kubeship bug, please report it",
     }
 }
 
