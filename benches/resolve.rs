@@ -1,0 +1,113 @@
+//! Digest resolution, timed against `skopeo inspect --raw` on the same local registry.
+//!
+//! Run with `cargo bench --bench resolve`. Prints a Markdown table and writes it to
+//! `target/bench/resolve.md`. Both tools are timed as processes (what a CI step pays), and
+//! kubeship also in-process (the resolution alone, without process start-up).
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kubeship::registry::{self, Credentials, ImageRef};
+use kubeship_testkit::push::Kind;
+use kubeship_testkit::{Registry, Setup, TokenServer, certs};
+
+const RUNS: usize = 30;
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn time(runs: usize, mut f: impl FnMut()) -> Duration {
+    f(); // warm-up: page cache, registry's first-request work
+    median(
+        (0..runs)
+            .map(|_| {
+                let started = Instant::now();
+                f();
+                started.elapsed()
+            })
+            .collect(),
+    )
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    let registry = Registry::start(Setup::Anonymous).unwrap();
+    registry.pusher().unwrap().image("bench/app", "v1", Kind::OciIndex, "bench").unwrap();
+    let image = format!("{}/bench/app:v1", registry.host);
+    let expected = registry.stored_digest("bench/app", "v1").unwrap();
+
+    let skopeo = time(RUNS, || {
+        let out = Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{image}")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    });
+    let binary = time(RUNS, || {
+        let out = Command::new(env!("CARGO_BIN_EXE_kubeship"))
+            .env_clear()
+            .env("INPUT_IMAGE", &image)
+            .env("INPUT_DEPLOYMENT", "bench")
+            .env("INPUT_INSECURE-REGISTRY", "true")
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).contains(&expected));
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let reference = ImageRef::parse(&image).unwrap();
+    let options = registry::Options {
+        insecure: true,
+        extra_ca: Vec::new(),
+        tag_timeout: Duration::from_secs(10),
+    };
+    let in_process = time(RUNS, || {
+        let resolved = runtime
+            .block_on(registry::resolve(&reference, None, Credentials::anonymous(), &options))
+            .unwrap();
+        assert_eq!(resolved.digest, expected);
+    });
+
+    // Requests per resolution with token auth: what the registry and token service received.
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = TokenServer::start(certs::signing(dir.path()).unwrap()).unwrap();
+    let token_registry = Registry::start(Setup::Token(&tokens)).unwrap();
+    token_registry.pusher().unwrap().image("bench/app", "v1", Kind::OciIndex, "bench").unwrap();
+    token_registry.clear_requests();
+    let before = tokens.requests().len();
+    let token_image = ImageRef::parse(&format!("{}/bench/app:v1", token_registry.host)).unwrap();
+    runtime
+        .block_on(registry::resolve(&token_image, None, Credentials::anonymous(), &options))
+        .unwrap();
+    let received = token_registry.requests();
+    let heads = received.iter().filter(|r| r.method == "HEAD").count();
+    let gets =
+        received.iter().filter(|r| r.method == "GET" && r.path.contains("/manifests/")).count();
+    let token_requests = tokens.requests().len() - before;
+
+    let ratio = binary.as_secs_f64() / skopeo.as_secs_f64();
+    let table = format!(
+        "| digest resolution, local registry, median of {RUNS} | time |\n|---|---|\n\
+         | `skopeo inspect --raw` (process) | {} |\n\
+         | `kubeship` binary (process, resolution only) | {} |\n\
+         | kubeship `registry::resolve` (in process) | {} |\n\
+         | kubeship binary / skopeo | {ratio:.2} (target ≤ 0.50) |\n\n\
+         | requests for one resolution with token auth | count |\n|---|---|\n\
+         | manifest HEAD | {heads} |\n| manifest GET | {gets} |\n| token | {token_requests} |\n\
+         | registry total (incl. the `/v2/` version check) | {} |\n",
+        ms(skopeo),
+        ms(binary),
+        ms(in_process),
+        received.len()
+    );
+    print!("{table}");
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../bench");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("resolve.md"), &table).unwrap();
+}
