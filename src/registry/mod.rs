@@ -152,8 +152,8 @@ impl Registry {
         let started = Instant::now();
         let deadline = started + timeout;
         let mut auth: Option<Authorization> = None;
-        // A token that has been accepted once and is then refused has expired (a long wait for
-        // the tag can outlive it): fetch a new one, once.
+        // A token that has been accepted and is then refused has expired (a long wait for the
+        // tag can outlive it): fetch a new one. A new token refused at once is final.
         let mut auth_accepted = false;
         let mut refreshed = false;
         // Manifest requests sent, and rounds tried (a round can fail before its request).
@@ -201,6 +201,7 @@ impl Registry {
                 }
                 Failure::NotFound => {
                     auth_accepted = true;
+                    refreshed = false;
                     if attempts == 1 {
                         crate::log::info(format_args!(
                             "{} is not on the registry yet; asking again for up to {}s",

@@ -281,6 +281,34 @@ fn failing_token_service_is_retried_then_reported() {
     assert_eq!(server.requests().len(), before + 1);
 }
 
+/// A token refused after it was accepted (it expired during a long wait) is fetched anew,
+/// and the wait goes on.
+#[test]
+fn expired_token_is_refreshed_during_the_wait() {
+    let (_dir, server, registry, _) = token_setup();
+    let proxy = FaultProxy::start(&format!("http://{}", registry.host)).unwrap();
+    // Twice over: a HEAD reaches the registry (404: not pushed yet), the next is refused.
+    for _ in 0..2 {
+        proxy.add(Rule {
+            method: Some("HEAD"),
+            ..Rule::any("/manifests/", 1, Action::Delay(Duration::ZERO))
+        });
+        proxy.add(Rule::status("/manifests/", 1, 401, &[]));
+    }
+    let pusher = registry.pusher().unwrap();
+    let late = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        pusher.image("team/app", "v2", Kind::OciManifest, "late").unwrap()
+    });
+    let image = format!("{}/team/app:v2", proxy.host());
+    let resolved = resolve(&image, None, Credentials::anonymous(), &http_options(LONG)).unwrap();
+    assert_eq!(resolved.digest, late.join().unwrap().digest);
+    let heads = proxy_heads(&proxy);
+    assert_eq!(&heads[..4], [404, 401, 404, 401], "{heads:?}");
+    assert_eq!(heads.last(), Some(&200));
+    assert_eq!(server.requests().len(), 3, "one token, then one refresh per expiry");
+}
+
 /// A docker config identity token is exchanged with the OAuth2 refresh-token POST.
 #[test]
 fn identity_token_from_docker_config() {
