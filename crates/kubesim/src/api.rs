@@ -1,0 +1,674 @@
+//! The API verbs over the store, with the API server's rules: defaults on create, generation
+//! bumps on spec or annotation changes, status only through `/status`, resourceVersion
+//! preconditions, `dryRun=All`, and the watch protocol (resourceVersion semantics, bookmarks,
+//! the watch-list stream with its closing `k8s.io/initial-events-end` bookmark).
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::resources::{self, Resource};
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::status::{self, ApiError};
+use crate::store::{Change, Event, names};
+use crate::{Shared, State};
+
+/// A parsed resource path.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub resource: Resource,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+/// Parses `/api/v1/...` and `/apis/<group>/<version>/...` resource paths.
+pub fn parse_path(path: &str) -> Option<Target> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match parts.as_slice() {
+        ["api", version, rest @ ..] => ("", *version, rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => return None,
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, plural, rest @ ..] => (Some((*ns).to_owned()), {
+            let mut v = vec![*plural];
+            v.extend_from_slice(rest);
+            v
+        }),
+        other => (None, other.to_vec()),
+    };
+    let (plural, name, sub) = match rest.as_slice() {
+        [plural] => (*plural, None, None),
+        [plural, name] => (*plural, Some(*name), None),
+        [plural, name, sub] => (*plural, Some(*name), Some(*sub)),
+        _ => return None,
+    };
+    let resource = resources::find(group, version, plural)?;
+    // `/api/v1/namespaces/<name>` is a Namespace, not a namespaced list.
+    if resource.namespaced != namespace.is_some() && name.is_some() {
+        return None;
+    }
+    Some(Target {
+        resource,
+        namespace,
+        name: name.map(str::to_owned),
+        subresource: sub.map(str::to_owned),
+    })
+}
+
+/// `?a=b&c=d`, percent-decoded.
+pub fn parse_query(query: &str) -> BTreeMap<String, String> {
+    form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+}
+
+fn namespace_exists(state: &State, namespace: &str) -> Result<(), ApiError> {
+    match state.store.get(&resources::NAMESPACES, "", namespace) {
+        Some(_) => Ok(()),
+        None => Err(status::not_found(&resources::NAMESPACES, namespace)),
+    }
+}
+
+/// GET of one object (or its `status` or `scale` subresource).
+pub fn get(state: &State, target: &Target) -> Result<Value, ApiError> {
+    let name = target.name.as_deref().unwrap_or_default();
+    let object = state
+        .store
+        .get(&target.resource, target.namespace.as_deref().unwrap_or_default(), name)
+        .ok_or_else(|| status::not_found(&target.resource, name))?;
+    match target.subresource.as_deref() {
+        Some("scale") => Ok(scale_of(object)),
+        _ => Ok(object.clone()),
+    }
+}
+
+/// The `autoscaling/v1` Scale view of a workload.
+fn scale_of(object: &Value) -> Value {
+    let selector = LabelSelectorText::from(&object["spec"]["selector"]);
+    json!({
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": object["metadata"]["name"], "namespace": object["metadata"]["namespace"],
+            "uid": object["metadata"]["uid"], "resourceVersion": object["metadata"]["resourceVersion"],
+            "creationTimestamp": object["metadata"]["creationTimestamp"]
+        },
+        "spec": {"replicas": object["spec"]["replicas"].as_i64().unwrap_or(1)},
+        "status": {"replicas": object["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector.0}
+    })
+}
+
+/// A workload selector rendered as a label-selector string.
+struct LabelSelectorText(String);
+
+impl From<&Value> for LabelSelectorText {
+    fn from(selector: &Value) -> Self {
+        let mut terms: Vec<String> = selector["matchLabels"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect();
+        for e in selector["matchExpressions"].as_array().into_iter().flatten() {
+            let key = e["key"].as_str().unwrap_or_default();
+            let values: Vec<&str> =
+                e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            terms.push(match e["operator"].as_str() {
+                Some("In") => format!("{key} in ({})", values.join(",")),
+                Some("NotIn") => format!("{key} notin ({})", values.join(",")),
+                Some("Exists") => key.to_owned(),
+                _ => format!("!{key}"),
+            });
+        }
+        Self(terms.join(","))
+    }
+}
+
+/// Filters of LIST and WATCH.
+pub struct Filter {
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl Filter {
+    pub fn from_query(query: &BTreeMap<String, String>) -> Result<Self, ApiError> {
+        let labels = LabelSelector::parse(
+            query.get("labelSelector").map(String::as_str).unwrap_or_default(),
+        )
+        .map_err(status::bad_request)?;
+        let fields = FieldSelector::parse(
+            query.get("fieldSelector").map(String::as_str).unwrap_or_default(),
+        )
+        .map_err(status::bad_request)?;
+        Ok(Self { labels, fields })
+    }
+
+    pub fn matches(&self, object: &Value) -> bool {
+        self.labels.matches(&object["metadata"]["labels"]) && self.fields.matches(object)
+    }
+}
+
+/// LIST, with `limit`/`continue` paging. Items carry no kind/apiVersion, as on the real server.
+pub fn list(
+    state: &State,
+    target: &Target,
+    query: &BTreeMap<String, String>,
+) -> Result<Value, ApiError> {
+    let filter = Filter::from_query(query)?;
+    let start = match query.get("continue").filter(|c| !c.is_empty()) {
+        Some(token) => token
+            .parse::<usize>()
+            .map_err(|_| status::bad_request("invalid continue token".into()))?,
+        None => 0,
+    };
+    let limit = query.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
+    let matching: Vec<&Value> = state
+        .store
+        .list(&target.resource, target.namespace.as_deref())
+        .into_iter()
+        .filter(|o| filter.matches(o))
+        .collect();
+    let end = limit.map_or(matching.len(), |l| (start + l).min(matching.len()));
+    let items: Vec<Value> = matching[start.min(end)..end]
+        .iter()
+        .map(|o| {
+            let mut item = (*o).clone();
+            if let Value::Object(m) = &mut item {
+                m.remove("kind");
+                m.remove("apiVersion");
+            }
+            item
+        })
+        .collect();
+    let mut metadata = json!({"resourceVersion": state.store.resource_version().to_string()});
+    if end < matching.len() {
+        metadata["continue"] = json!(end.to_string());
+        metadata["remainingItemCount"] = json!(matching.len() - end);
+    }
+    Ok(json!({
+        "kind": format!("{}List", target.resource.kind),
+        "apiVersion": target.resource.api_version(),
+        "metadata": metadata,
+        "items": items
+    }))
+}
+
+/// Drops `null` fields, as decoding into the API's typed structs does (kubectl sends Go's
+/// zero `metav1.Time` as `"creationTimestamp": null`, for one).
+pub fn drop_nulls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
+/// Defaults the API server applies on create (`pkg/apis/*/v1/defaults.go`).
+fn apply_defaults(resource: &Resource, object: &mut Value) {
+    let spec = &mut object["spec"];
+    match resource.kind {
+        "Deployment" => {
+            default(spec, "replicas", json!(1));
+            default(spec, "revisionHistoryLimit", json!(10));
+            default(spec, "progressDeadlineSeconds", json!(600));
+            if spec["strategy"]["type"].is_null() {
+                spec["strategy"]["type"] = json!("RollingUpdate");
+            }
+            if spec["strategy"]["type"] == "RollingUpdate" {
+                default(&mut spec["strategy"]["rollingUpdate"], "maxUnavailable", json!("25%"));
+                default(&mut spec["strategy"]["rollingUpdate"], "maxSurge", json!("25%"));
+            }
+        }
+        "StatefulSet" => {
+            default(spec, "replicas", json!(1));
+            default(spec, "revisionHistoryLimit", json!(10));
+            default(spec, "podManagementPolicy", json!("OrderedReady"));
+            if spec["updateStrategy"]["type"].is_null() {
+                spec["updateStrategy"]["type"] = json!("RollingUpdate");
+            }
+            if spec["updateStrategy"]["type"] == "RollingUpdate" {
+                default(&mut spec["updateStrategy"]["rollingUpdate"], "partition", json!(0));
+            }
+        }
+        "DaemonSet" => {
+            default(spec, "revisionHistoryLimit", json!(10));
+            if spec["updateStrategy"]["type"].is_null() {
+                spec["updateStrategy"]["type"] = json!("RollingUpdate");
+            }
+            if spec["updateStrategy"]["type"] == "RollingUpdate" {
+                default(&mut spec["updateStrategy"]["rollingUpdate"], "maxUnavailable", json!(1));
+                default(&mut spec["updateStrategy"]["rollingUpdate"], "maxSurge", json!(0));
+            }
+        }
+        "ReplicaSet" => default(spec, "replicas", json!(1)),
+        _ => {}
+    }
+    if let Some(template) = object.pointer_mut("/spec/template/spec") {
+        default_pod_spec(template);
+    }
+    if resource.kind == "Pod" {
+        default_pod_spec(&mut object["spec"]);
+    }
+}
+
+fn default_pod_spec(spec: &mut Value) {
+    default(spec, "restartPolicy", json!("Always"));
+    default(spec, "terminationGracePeriodSeconds", json!(30));
+    default(spec, "dnsPolicy", json!("ClusterFirst"));
+    default(spec, "schedulerName", json!("default-scheduler"));
+    default(spec, "securityContext", json!({}));
+    for list in ["containers", "initContainers"] {
+        // NB: `spec[list]` would insert a null for a missing list.
+        for c in spec.get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
+            default(c, "terminationMessagePath", json!("/dev/termination-log"));
+            default(c, "terminationMessagePolicy", json!("File"));
+            let image = c["image"].as_str().unwrap_or_default();
+            let latest = !image.contains('@')
+                && !image.rsplit('/').next().unwrap_or_default().contains(':')
+                || image.ends_with(":latest");
+            default(c, "imagePullPolicy", json!(if latest { "Always" } else { "IfNotPresent" }));
+            default(c, "resources", json!({}));
+        }
+    }
+}
+
+fn default(object: &mut Value, key: &str, value: Value) {
+    if !object.is_object() {
+        *object = json!({});
+    }
+    if object.get(key).is_none_or(Value::is_null) {
+        object[key] = value;
+    }
+}
+
+/// Workloads carry a generation; so do pods, since 1.33.
+fn has_generation(resource: &Resource) -> bool {
+    matches!(resource.kind, "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Pod")
+}
+
+/// Validation the tests rely on: required fields of workloads.
+fn validate(resource: &Resource, object: &Value) -> Result<(), ApiError> {
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    let mut causes: Vec<(&str, &str, String)> = Vec::new();
+    if let Some(containers) = object
+        .pointer("/spec/template/spec/containers")
+        .or_else(|| (resource.kind == "Pod").then(|| &object["spec"]["containers"]))
+    {
+        let prefix = if resource.kind == "Pod" { "spec" } else { "spec.template.spec" };
+        match containers.as_array() {
+            Some(list) if !list.is_empty() => {
+                for (i, c) in list.iter().enumerate() {
+                    if c["image"].as_str().is_none_or(str::is_empty) {
+                        let field: &'static str =
+                            Box::leak(format!("{prefix}.containers[{i}].image").into_boxed_str());
+                        causes.push(("FieldValueRequired", field, "Required value".into()));
+                    }
+                    if c["name"].as_str().is_none_or(str::is_empty) {
+                        let field: &'static str =
+                            Box::leak(format!("{prefix}.containers[{i}].name").into_boxed_str());
+                        causes.push(("FieldValueRequired", field, "Required value".into()));
+                    }
+                }
+            }
+            _ => causes.push((
+                "FieldValueRequired",
+                "spec.template.spec.containers",
+                "Required value".into(),
+            )),
+        }
+    }
+    if matches!(resource.kind, "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") {
+        let selector = LabelSelector::from_workload(&object["spec"]["selector"]);
+        if object["spec"]["selector"].is_null() {
+            causes.push(("FieldValueRequired", "spec.selector", "Required value".into()));
+        } else if !selector.matches(&object["spec"]["template"]["metadata"]["labels"]) {
+            causes.push((
+                "FieldValueInvalid",
+                "spec.template.metadata.labels",
+                format!(
+                    "Invalid value: {}: `selector` does not match template `labels`",
+                    object["spec"]["template"]["metadata"]["labels"]
+                ),
+            ));
+        }
+    }
+    if causes.is_empty() { Ok(()) } else { Err(status::invalid(resource, name, &causes)) }
+}
+
+/// POST: create.
+pub fn create(
+    shared: &Shared,
+    state: &mut State,
+    target: &Target,
+    mut object: Value,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    let resource = target.resource;
+    if let Some(ns) = &target.namespace {
+        namespace_exists(state, ns)?;
+        object["metadata"]["namespace"] = json!(ns);
+    }
+    if object["metadata"]["name"].as_str().is_none_or(str::is_empty) {
+        match object["metadata"]["generateName"].as_str() {
+            Some(prefix) => {
+                object["metadata"]["name"] = json!(format!("{prefix}{}", state.random_suffix()))
+            }
+            None => {
+                return Err(status::invalid(
+                    &resource,
+                    "",
+                    &[(
+                        "FieldValueRequired",
+                        "metadata.name",
+                        "name or generateName is required".into(),
+                    )],
+                ));
+            }
+        }
+    }
+    let (ns, name) = names(&object);
+    if state.store.get(&resource, &ns, &name).is_some() {
+        return Err(status::already_exists(&resource, &name));
+    }
+    apply_defaults(&resource, &mut object);
+    drop_nulls(&mut object);
+    validate(&resource, &object)?;
+    object["metadata"]["uid"] = json!(state.store.uid());
+    object["metadata"]["creationTimestamp"] = json!(shared.clock.timestamp());
+    if has_generation(&resource) {
+        object["metadata"]["generation"] = json!(1);
+    }
+    if let Value::Object(m) = &mut object {
+        m.remove("status");
+    }
+    if resource.kind == "Pod" {
+        object["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
+    }
+    if dry_run {
+        object["kind"] = json!(resource.kind);
+        object["apiVersion"] = json!(resource.api_version());
+        return Ok(object);
+    }
+    Ok(state.store.insert(&resource, object))
+}
+
+/// The patch types, by `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchType {
+    Strategic,
+    Merge,
+    Json,
+    Apply,
+}
+
+impl PatchType {
+    pub fn from_content_type(value: &str) -> Result<Self, ApiError> {
+        match value.split(';').next().unwrap_or_default().trim() {
+            "application/strategic-merge-patch+json" => Ok(Self::Strategic),
+            "application/merge-patch+json" => Ok(Self::Merge),
+            "application/json-patch+json" => Ok(Self::Json),
+            "application/apply-patch+yaml" => Ok(Self::Apply),
+            other => Err(status::unsupported_media_type(other)),
+        }
+    }
+}
+
+/// PATCH of an object, or of its `status` or `scale` subresource.
+#[allow(clippy::too_many_arguments)]
+pub fn patch(
+    shared: &Shared,
+    state: &mut State,
+    target: &Target,
+    kind: PatchType,
+    body: &[u8],
+    query: &BTreeMap<String, String>,
+) -> Result<Value, ApiError> {
+    let resource = target.resource;
+    let name = target.name.clone().unwrap_or_default();
+    let namespace = target.namespace.clone().unwrap_or_default();
+    let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
+    if query.get("force").is_some_and(|v| v == "true") && kind != PatchType::Apply {
+        return Err(status::invalid_options(
+            "force",
+            "Forbidden: may not be specified for non-apply patch",
+        ));
+    }
+    if kind == PatchType::Apply && query.get("fieldManager").is_none_or(String::is_empty) {
+        return Err(status::invalid_options(
+            "fieldManager",
+            "Required value: is required for apply patch",
+        ));
+    }
+    let patch: Value = serde_json::from_slice(body)
+        .map_err(|e| status::bad_request(format!("error decoding patch: {e}")))?;
+    let Some(current) = state.store.get(&resource, &namespace, &name).cloned() else {
+        if kind == PatchType::Apply && target.subresource.is_none() {
+            return create(shared, state, target, patch, dry_run);
+        }
+        return Err(status::not_found(&resource, &name));
+    };
+
+    let subresource = target.subresource.as_deref();
+    let mut view = match subresource {
+        Some("scale") => scale_of(&current),
+        _ => current.clone(),
+    };
+    if let Some(rv) = patch.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+        && Some(rv) != view["metadata"]["resourceVersion"].as_str()
+    {
+        return Err(status::conflict(&resource, &name));
+    }
+    match kind {
+        PatchType::Strategic | PatchType::Apply => crate::patch::strategic_merge(&mut view, &patch)
+            .map_err(|e| status::bad_request(format!("error applying patch: {e}")))?,
+        PatchType::Merge => crate::patch::json_merge(&mut view, &patch),
+        PatchType::Json => {
+            crate::patch::json_patch(&mut view, &patch).map_err(|(decode, message)| {
+                if decode { status::bad_request(message) } else { status::unprocessable(message) }
+            })?
+        }
+    }
+    let updated = match subresource {
+        Some("scale") => {
+            let mut updated = current.clone();
+            updated["spec"]["replicas"] = view["spec"]["replicas"].clone();
+            updated
+        }
+        Some("status") => {
+            let mut updated = current.clone();
+            updated["status"] = view["status"].clone();
+            updated
+        }
+        _ => {
+            let mut updated = view;
+            updated["status"] = current["status"].clone();
+            updated
+        }
+    };
+    let written = update(shared, state, &resource, &current, updated, dry_run)?;
+    match subresource {
+        Some("scale") => Ok(scale_of(&written)),
+        _ => Ok(written),
+    }
+}
+
+/// Writes `updated` over `current` with the API server's rules. Used by PATCH and PUT.
+pub fn update(
+    _shared: &Shared,
+    state: &mut State,
+    resource: &Resource,
+    current: &Value,
+    mut updated: Value,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    let name = current["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+    // The server decodes (dropping nulls) and defaults every write, not only creates.
+    apply_defaults(resource, &mut updated);
+    drop_nulls(&mut updated);
+    // Identity and server-owned metadata cannot change.
+    for field in ["name", "namespace", "uid", "creationTimestamp", "generation", "resourceVersion"]
+    {
+        updated["metadata"][field] = current["metadata"][field].clone();
+    }
+    if matches!(resource.kind, "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")
+        && updated["spec"]["selector"] != current["spec"]["selector"]
+    {
+        return Err(status::invalid(
+            resource,
+            &name,
+            &[(
+                "FieldValueInvalid",
+                "spec.selector",
+                format!("Invalid value: {}: field is immutable", updated["spec"]["selector"]),
+            )],
+        ));
+    }
+    validate(resource, &updated)?;
+    if has_generation(resource)
+        && (updated["spec"] != current["spec"]
+            || updated["metadata"]["annotations"] != current["metadata"]["annotations"])
+    {
+        let generation = current["metadata"]["generation"].as_i64().unwrap_or(1);
+        updated["metadata"]["generation"] = json!(generation + 1);
+    }
+    if dry_run {
+        return Ok(updated);
+    }
+    Ok(state.store.replace(resource, updated))
+}
+
+/// DELETE; the garbage collector removes what the object owned.
+pub fn delete(state: &mut State, target: &Target) -> Result<Value, ApiError> {
+    let name = target.name.as_deref().unwrap_or_default();
+    let namespace = target.namespace.as_deref().unwrap_or_default();
+    let removed = state
+        .store
+        .remove(&target.resource, namespace, name)
+        .ok_or_else(|| status::not_found(&target.resource, name))?;
+    collect_garbage(state, &removed);
+    Ok(removed)
+}
+
+/// Deletes every object whose owner reference points at `owner`, recursively.
+pub fn collect_garbage(state: &mut State, owner: &Value) {
+    let uid = owner["metadata"]["uid"].clone();
+    let namespace = owner["metadata"]["namespace"].as_str().unwrap_or_default().to_owned();
+    for resource in [resources::REPLICASETS, resources::PODS, resources::CONTROLLER_REVISIONS] {
+        let owned: Vec<String> = state
+            .store
+            .list(&resource, Some(&namespace))
+            .into_iter()
+            .filter(|o| {
+                o["metadata"]["ownerReferences"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|r| r["uid"] == uid)
+            })
+            .map(|o| o["metadata"]["name"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        for name in owned {
+            if let Some(removed) = state.store.remove(&resource, &namespace, &name) {
+                collect_garbage(state, &removed);
+            }
+        }
+    }
+}
+
+/// What a watch sends first, and from which version it follows changes.
+pub struct WatchStart {
+    pub initial: Vec<Value>,
+    /// Follow changes with a resourceVersion above this.
+    pub from: u64,
+    /// The watch-list protocol: close the initial events with a bookmark.
+    pub initial_events_end: bool,
+}
+
+/// Resolves a watch request's resourceVersion semantics, or 410.
+pub fn watch_start(
+    state: &State,
+    target: &Target,
+    query: &BTreeMap<String, String>,
+) -> Result<WatchStart, ApiError> {
+    let filter = Filter::from_query(query)?;
+    let rv = query.get("resourceVersion").map(String::as_str).unwrap_or_default();
+    let send_initial = query.get("sendInitialEvents").is_some_and(|v| v == "true");
+    let current = || -> Vec<Value> {
+        state
+            .store
+            .list(&target.resource, target.namespace.as_deref())
+            .into_iter()
+            .filter(|o| filter.matches(o))
+            .cloned()
+            .collect()
+    };
+    if send_initial || rv.is_empty() || rv == "0" {
+        return Ok(WatchStart {
+            initial: current(),
+            from: state.store.resource_version(),
+            initial_events_end: send_initial,
+        });
+    }
+    let from: u64 =
+        rv.parse().map_err(|_| status::bad_request(format!("invalid resource version: {rv}")))?;
+    if from < state.store.oldest() {
+        return Err(status::expired(from, state.store.oldest()));
+    }
+    Ok(WatchStart { initial: Vec::new(), from, initial_events_end: false })
+}
+
+/// The JSON line of a watch event.
+pub fn event_line(change: &str, object: &Value) -> String {
+    let mut line = json!({"type": change, "object": object}).to_string();
+    line.push('\n');
+    line
+}
+
+/// A BOOKMARK line; kube-rs requires kind and apiVersion on it.
+pub fn bookmark_line(resource: &Resource, rv: u64, initial_events_end: bool) -> String {
+    let mut metadata = json!({"resourceVersion": rv.to_string()});
+    if initial_events_end {
+        metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    event_line(
+        "BOOKMARK",
+        &json!({"kind": resource.kind, "apiVersion": resource.api_version(), "metadata": metadata}),
+    )
+}
+
+/// Whether a store event belongs to a watch.
+pub fn event_matches(event: &Event, target: &Target, filter: &Filter) -> bool {
+    event.resource == target.resource
+        && target.namespace.as_deref().is_none_or(|ns| event.object["metadata"]["namespace"] == ns)
+        && filter.matches(&event.object)
+}
+
+pub fn change_name(change: Change) -> &'static str {
+    change.as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Namespaced, cluster-scoped and subresource paths.
+    #[test]
+    fn paths() {
+        let t = parse_path("/apis/apps/v1/namespaces/prod/deployments/api/status").unwrap();
+        assert_eq!(
+            (t.resource.kind, t.namespace.as_deref(), t.name.as_deref(), t.subresource.as_deref()),
+            ("Deployment", Some("prod"), Some("api"), Some("status"))
+        );
+        let t = parse_path("/api/v1/namespaces/prod").unwrap();
+        assert_eq!((t.resource.kind, t.name.as_deref()), ("Namespace", Some("prod")));
+        let t = parse_path("/api/v1/namespaces/prod/pods").unwrap();
+        assert_eq!((t.resource.kind, t.namespace.as_deref(), t.name), ("Pod", Some("prod"), None));
+        assert!(parse_path("/apis/apps/v1/widgets").is_none());
+        assert_eq!(
+            parse_query("fieldSelector=metadata.name%3Dx&watch=1")["fieldSelector"],
+            "metadata.name=x"
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! The controllers behind the API, run as a loop: each pass lets every controller act on the
+//! current state until nothing changes, then sleeps until woken by a write or until the
+//! earliest timer (a readiness delay, a restart back-off, a progress deadline) is due.
+
+pub mod deployment;
+pub mod events;
+pub mod pods;
+pub mod replicaset;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::clock::Instant;
+use crate::{Shared, State};
+
+/// Earliest of optional times.
+pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// One pass: every controller until quiescent. Returns the next timer.
+pub fn reconcile(shared: &Shared, state: &mut State) -> Option<Instant> {
+    let mut next = None;
+    for _ in 0..200 {
+        let before = state.store.resource_version();
+        let now = shared.clock.now();
+        next = None;
+        next = earliest(next, deployment::reconcile(shared, state, now));
+        next = earliest(next, replicaset::reconcile(shared, state, now));
+        next = earliest(next, pods::schedule(shared, state, now));
+        next = earliest(next, pods::run_kubelet(shared, state, now));
+        if state.store.resource_version() == before {
+            break;
+        }
+    }
+    next
+}
+
+/// The controller loop.
+pub async fn run(shared: Arc<Shared>) {
+    loop {
+        let requested = shared.passes_requested.load(Ordering::SeqCst);
+        let next = {
+            let mut state = shared.lock();
+            reconcile(&shared, &mut state)
+        };
+        pods::start_pulls(&shared);
+        shared.passes_done.send_replace(requested);
+        let sleep = match next {
+            Some(at) if !shared.clock.is_manual() => {
+                at.saturating_sub(shared.clock.now()).max(Duration::from_millis(1))
+            }
+            _ => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            _ = shared.wake.notified() => {}
+            _ = tokio::time::sleep(sleep) => {}
+        }
+    }
+}
+
+/// A JSON integer at a pointer, or a default.
+pub(crate) fn int(value: &Value, pointer: &str, default: i64) -> i64 {
+    value.pointer(pointer).and_then(Value::as_i64).unwrap_or(default)
+}
+
+/// A JSON string at a pointer.
+pub(crate) fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
+    value.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// Whether `object` is controlled by the object with `uid`.
+pub(crate) fn controlled_by(object: &Value, uid: &Value) -> bool {
+    object["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| r["uid"] == *uid && r["controller"] == true)
+}
+
+/// Sets a condition with `SetDeploymentCondition`'s rules: same status and reason changes
+/// nothing; same status keeps `lastTransitionTime`; otherwise the condition is replaced.
+pub(crate) fn set_condition(
+    conditions: &mut Vec<Value>,
+    mut condition: Value,
+    with_update_time: bool,
+) {
+    let kind = condition["type"].clone();
+    if let Some(i) = conditions.iter().position(|c| c["type"] == kind) {
+        let current = &conditions[i];
+        if current["status"] == condition["status"] && current["reason"] == condition["reason"] {
+            return;
+        }
+        if current["status"] == condition["status"] {
+            condition["lastTransitionTime"] = current["lastTransitionTime"].clone();
+        }
+        conditions.remove(i);
+    }
+    if !with_update_time && let Value::Object(m) = &mut condition {
+        m.remove("lastUpdateTime");
+    }
+    conditions.push(condition);
+}
+
+/// The condition of a type.
+pub(crate) fn condition<'a>(status: &'a Value, kind: &str) -> Option<&'a Value> {
+    status["conditions"].as_array()?.iter().find(|c| c["type"] == kind)
+}

@@ -1,0 +1,195 @@
+//! The ReplicaSet controller (`pkg/controller/replicaset`): creates and deletes pods to match
+//! `spec.replicas` and writes the status counts, with `minReadySeconds` delaying availability.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{condition, controlled_by, earliest, events, int, text};
+use crate::clock::{Instant, parse_rfc3339};
+use crate::resources::{PODS, REPLICASETS};
+use crate::{Shared, State};
+
+/// Reconciles every ReplicaSet once; returns when a pod becomes available by minReadySeconds.
+pub fn reconcile(shared: &Shared, state: &mut State, now: Instant) -> Option<Instant> {
+    let sets: Vec<Value> = state.store.list(&REPLICASETS, None).into_iter().cloned().collect();
+    let mut next = None;
+    for rs in sets {
+        next = earliest(next, sync(shared, state, now, &rs));
+    }
+    next
+}
+
+fn active(pod: &Value) -> bool {
+    pod["metadata"]["deletionTimestamp"].is_null()
+        && !matches!(text(pod, "/status/phase"), "Succeeded" | "Failed")
+}
+
+fn ready_since(pod: &Value) -> Option<Instant> {
+    let ready = condition(&pod["status"], "Ready")?;
+    if ready["status"] != "True" {
+        return None;
+    }
+    parse_rfc3339(ready["lastTransitionTime"].as_str()?)
+}
+
+/// Deletion preference (`ActivePodsWithRanks`, simplified): unscheduled, pending, not ready,
+/// more restarts, newer — first.
+fn deletion_rank(pod: &Value) -> (bool, bool, bool, i64, std::cmp::Reverse<String>) {
+    let restarts: i64 = pod["status"]["containerStatuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| c["restartCount"].as_i64().unwrap_or(0))
+        .sum();
+    (
+        !pod["spec"]["nodeName"].is_null(),
+        text(pod, "/status/phase") != "Pending",
+        ready_since(pod).is_some(),
+        -restarts,
+        std::cmp::Reverse(text(pod, "/metadata/creationTimestamp").to_owned()),
+    )
+}
+
+fn sync(shared: &Shared, state: &mut State, now: Instant, rs: &Value) -> Option<Instant> {
+    let ns = text(rs, "/metadata/namespace").to_owned();
+    let uid = rs["metadata"]["uid"].clone();
+    let mut pods: Vec<Value> = state
+        .store
+        .list(&PODS, Some(&ns))
+        .into_iter()
+        .filter(|p| controlled_by(p, &uid) && active(p))
+        .cloned()
+        .collect();
+    let wanted = int(rs, "/spec/replicas", 1);
+    let diff = pods.len() as i64 - wanted;
+    let mut failure: Option<String> = None;
+    if diff < 0 {
+        for _ in 0..(-diff) {
+            match create_pod(shared, state, rs) {
+                Ok(pod) => {
+                    let name = text(&pod, "/metadata/name").to_owned();
+                    events::record(
+                        shared,
+                        state,
+                        rs,
+                        "Normal",
+                        "SuccessfulCreate",
+                        &format!("Created pod: {name}"),
+                        "replicaset-controller",
+                    );
+                    pods.push(pod);
+                }
+                Err(message) => {
+                    events::record(
+                        shared,
+                        state,
+                        rs,
+                        "Warning",
+                        "FailedCreate",
+                        &message,
+                        "replicaset-controller",
+                    );
+                    failure = Some(message);
+                    break;
+                }
+            }
+        }
+    } else if diff > 0 {
+        pods.sort_by_key(deletion_rank);
+        for pod in pods.drain(..diff as usize) {
+            let (pns, name) = crate::store::names(&pod);
+            state.store.remove(&PODS, &pns, &name);
+            events::record(
+                shared,
+                state,
+                rs,
+                "Normal",
+                "SuccessfulDelete",
+                &format!("Deleted pod: {name}"),
+                "replicaset-controller",
+            );
+        }
+    }
+
+    let min_ready = Duration::from_secs(int(rs, "/spec/minReadySeconds", 0).max(0) as u64);
+    let template_labels = &rs["spec"]["template"]["metadata"]["labels"];
+    let mut next = None;
+    let (mut ready, mut available, mut labeled) = (0, 0, 0);
+    for pod in &pods {
+        let matches = template_labels
+            .as_object()
+            .into_iter()
+            .flatten()
+            .all(|(k, v)| pod["metadata"]["labels"][k] == *v);
+        labeled += i64::from(matches);
+        if let Some(since) = ready_since(pod) {
+            ready += 1;
+            if min_ready.is_zero() || since + min_ready <= now {
+                available += 1;
+            } else {
+                next = earliest(next, Some(since + min_ready));
+            }
+        }
+    }
+    let mut status = json!({
+        "replicas": pods.len(), "fullyLabeledReplicas": labeled, "readyReplicas": ready,
+        "availableReplicas": available, "observedGeneration": rs["metadata"]["generation"]
+    });
+    if let Value::Object(m) = &mut status {
+        m.retain(|k, v| k == "replicas" || k == "observedGeneration" || v.as_i64() != Some(0));
+    }
+    let mut conditions: Vec<Value> =
+        rs["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    match failure {
+        Some(message) => super::set_condition(
+            &mut conditions,
+            json!({"type": "ReplicaFailure", "status": "True", "lastTransitionTime": shared.clock.timestamp(),
+                "reason": "FailedCreate", "message": message}),
+            false,
+        ),
+        None if diff <= 0 && pods.len() as i64 == wanted => {
+            conditions.retain(|c| c["type"] != "ReplicaFailure")
+        }
+        None => {}
+    }
+    if !conditions.is_empty() {
+        status["conditions"] = json!(conditions);
+    }
+    if status != rs["status"]
+        && let Some(current) =
+            state.store.get(&REPLICASETS, &ns, text(rs, "/metadata/name")).cloned()
+    {
+        let mut updated = current;
+        updated["status"] = status;
+        state.store.replace(&REPLICASETS, updated);
+    }
+    next
+}
+
+/// A pod from the template, owned by the ReplicaSet. Errors are the API error's message.
+fn create_pod(shared: &Shared, state: &mut State, rs: &Value) -> Result<Value, String> {
+    if let Some(message) = state.kubelet.create_failure(rs) {
+        return Err(message);
+    }
+    let template = &rs["spec"]["template"];
+    let mut metadata = template["metadata"].clone();
+    if !metadata.is_object() {
+        metadata = json!({});
+    }
+    metadata["generateName"] = json!(format!("{}-", text(rs, "/metadata/name")));
+    metadata["namespace"] = rs["metadata"]["namespace"].clone();
+    metadata["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs["metadata"]["name"],
+        "uid": rs["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true}]);
+    let pod = json!({"metadata": metadata, "spec": template["spec"]});
+    let target = crate::api::Target {
+        resource: PODS,
+        namespace: rs["metadata"]["namespace"].as_str().map(str::to_owned),
+        name: None,
+        subresource: None,
+    };
+    crate::api::create(shared, state, &target, pod, false).map_err(|e| match e.body {
+        crate::status::Body::Status(s) => s["message"].as_str().unwrap_or_default().to_owned(),
+        crate::status::Body::Text(t) => t,
+    })
+}

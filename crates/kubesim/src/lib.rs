@@ -1,0 +1,356 @@
+//! kubesim: a Kubernetes API simulator for kubeship's tests and demo.
+//!
+//! It serves the API over HTTP on 127.0.0.1 closely enough that real kubectl works against
+//! it: discovery, get/list/watch (with the watch-list protocol), create, the patch types,
+//! `/status` and `/scale`, pod logs, and the API server's error bodies. Controllers run
+//! behind it as in a cluster: Deployment, ReplicaSet, a scheduler and a kubelet that resolves
+//! images against a real registry. Time is the wall clock or a manual clock that tests
+//! advance. Faults can be injected on the API.
+//!
+//! Every behaviour follows `shared/research/kubernetes-semantics.md` (sections B to E).
+
+pub mod api;
+pub mod clock;
+pub mod controllers;
+pub mod patch;
+pub mod resources;
+pub mod selectors;
+pub mod server;
+pub mod status;
+pub mod store;
+pub mod table;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+pub use clock::Clock;
+pub use controllers::pods::Behaviour;
+pub use resources::Resource;
+pub use status::ApiError;
+
+/// One request the simulator received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logged {
+    pub method: String,
+    pub path: String,
+    pub query: BTreeMap<String, String>,
+    pub content_type: String,
+    pub body: String,
+}
+
+/// A node of the simulated cluster.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    /// `kubernetes.io/arch`.
+    pub arch: String,
+}
+
+/// How to start a simulator.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A manual clock (tests) instead of the wall clock (demo).
+    pub manual_clock: bool,
+    pub nodes: Vec<Node>,
+    /// Require `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// Registries (`host:port`) the kubelet reaches over plain HTTP.
+    pub insecure_registries: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            manual_clock: false,
+            nodes: vec![
+                Node { name: "node-1".into(), arch: "amd64".into() },
+                Node { name: "node-2".into(), arch: "arm64".into() },
+            ],
+            token: None,
+            insecure_registries: Vec::new(),
+        }
+    }
+}
+
+/// Faults injected on the API.
+#[derive(Debug, Default, Clone)]
+pub struct Faults {
+    /// Answer the next N requests with 429 (`true`: plain text, as priority and fairness).
+    pub throttle: Option<(usize, bool)>,
+    /// Answer these verbs with 500.
+    pub fail_verbs: Vec<String>,
+    /// Forbid `(verb, resource plural)` with RBAC's 403.
+    pub forbid: Vec<(String, String)>,
+    /// Delay every response.
+    pub delay: Option<Duration>,
+    /// Close every watch stream after this many events.
+    pub close_watches_after: Option<usize>,
+}
+
+/// Everything the API and the controllers share.
+pub struct State {
+    pub store: store::Store,
+    rng: u64,
+    pub(crate) kubelet: controllers::pods::Kubelet,
+    pub(crate) events: controllers::events::Recorder,
+}
+
+impl State {
+    /// Five characters from the alphabet Kubernetes uses for generated names.
+    pub fn random_suffix(&mut self) -> String {
+        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+        (0..5)
+            .map(|_| {
+                // xorshift64: deterministic per simulator, good enough for names.
+                self.rng ^= self.rng << 13;
+                self.rng ^= self.rng >> 7;
+                self.rng ^= self.rng << 17;
+                ALPHABET[(self.rng % ALPHABET.len() as u64) as usize] as char
+            })
+            .collect()
+    }
+}
+
+/// The state, the clock and the switches, shared by the server and the controllers.
+pub struct Shared {
+    state: Mutex<State>,
+    pub clock: Clock,
+    pub(crate) wake: Notify,
+    requests: Mutex<Vec<Logged>>,
+    faults: Mutex<Faults>,
+    pub(crate) token: Option<String>,
+    pub(crate) options: Options,
+    passes_requested: AtomicU64,
+    /// Registry look-ups under way.
+    pub(crate) pulls_in_flight: AtomicU64,
+    passes_done: tokio::sync::watch::Sender<u64>,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn log(&self, request: Logged) {
+        self.requests.lock().unwrap_or_else(|e| e.into_inner()).push(request);
+    }
+
+    /// The fault to answer with, if any; waits out an injected delay.
+    async fn fault_for(&self, verb: &str, resource: Option<Resource>) -> Option<ApiError> {
+        let (delay, response) = {
+            let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+            let mut response = None;
+            if let Some((left, text)) = faults.throttle.as_mut()
+                && *left > 0
+            {
+                *left -= 1;
+                response = Some(if *text {
+                    status::too_many_requests_text(1)
+                } else {
+                    status::too_many_requests(1)
+                });
+            }
+            if response.is_none() && faults.fail_verbs.iter().any(|v| v == verb) {
+                response = Some(status::internal(format!("injected failure of {verb}")));
+            }
+            if response.is_none()
+                && let Some(r) = resource
+                && faults.forbid.iter().any(|(v, p)| v == verb && p == r.plural)
+            {
+                response = Some(status::forbidden(
+                    &r,
+                    verb,
+                    None,
+                    None,
+                    "system:serviceaccount:ci:kubeship",
+                ));
+            }
+            (faults.delay, response)
+        };
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        response
+    }
+
+    fn watch_close_after(&self) -> Option<usize> {
+        self.faults.lock().unwrap_or_else(|e| e.into_inner()).close_watches_after
+    }
+}
+
+/// A running simulator on its own runtime thread, stopped on drop.
+pub struct Simulator {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Simulator {
+    /// Starts the API server and the controllers on `127.0.0.1:0`.
+    pub fn start(options: Options) -> anyhow::Result<Self> {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let clock = if options.manual_clock { Clock::manual() } else { Clock::real() };
+        let mut state = State {
+            store: store::Store::new(),
+            rng: 0x2545_f491_4f6c_dd1d,
+            kubelet: controllers::pods::Kubelet::default(),
+            events: controllers::events::Recorder::default(),
+        };
+        let now = clock.timestamp();
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let uid = state.store.uid();
+            state.store.insert(&resources::NAMESPACES, json!({
+                "metadata": {"name": ns, "uid": uid, "creationTimestamp": now, "labels": {"kubernetes.io/metadata.name": ns}},
+                "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}
+            }));
+        }
+        for node in &options.nodes {
+            let uid = state.store.uid();
+            state.store.insert(&resources::NODES, controllers::pods::node_object(node, &uid, &now));
+        }
+        let (passes_done, _) = tokio::sync::watch::channel(0);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            clock,
+            wake: Notify::new(),
+            requests: Mutex::default(),
+            faults: Mutex::default(),
+            token: options.token.clone(),
+            options,
+            passes_requested: AtomicU64::new(0),
+            pulls_in_flight: AtomicU64::new(0),
+            passes_done,
+        });
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        let addr = listener.local_addr()?;
+        runtime.spawn(accept(shared.clone(), listener));
+        runtime.spawn(controllers::run(shared.clone()));
+        Ok(Self { shared, addr, runtime: Some(runtime) })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kubeconfig for this server, with `namespace` as the context's namespace.
+    pub fn kubeconfig(&self, namespace: Option<&str>) -> String {
+        let user = match &self.shared.token {
+            Some(token) => format!("    token: {token}\n"),
+            None => "    {}\n".to_owned(),
+        };
+        let namespace = namespace.map(|ns| format!("    namespace: {ns}\n")).unwrap_or_default();
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: kubesim\n  cluster:\n    server: {}\n\
+             contexts:\n- name: kubesim\n  context:\n    cluster: kubesim\n    user: kubesim\n{namespace}\
+             current-context: kubesim\nusers:\n- name: kubesim\n  user:\n{user}",
+            self.url()
+        )
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Logged> {
+        self.shared.requests.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn clear_requests(&self) {
+        self.shared.requests.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// An object, as stored.
+    pub fn get(&self, resource: &Resource, namespace: &str, name: &str) -> Option<Value> {
+        self.shared.lock().store.get(resource, namespace, name).cloned()
+    }
+
+    /// Objects of a resource in a namespace.
+    pub fn list(&self, resource: &Resource, namespace: &str) -> Vec<Value> {
+        self.shared.lock().store.list(resource, Some(namespace)).into_iter().cloned().collect()
+    }
+
+    /// Creates an object as a client would (defaults, validation), then lets the controllers
+    /// act on it.
+    pub fn create(&self, resource: &Resource, object: Value) -> Result<Value, ApiError> {
+        let target = api::Target {
+            resource: *resource,
+            namespace: object["metadata"]["namespace"]
+                .as_str()
+                .map(str::to_owned)
+                .or_else(|| resource.namespaced.then(|| "default".to_owned())),
+            name: None,
+            subresource: None,
+        };
+        let created = api::create(&self.shared, &mut self.shared.lock(), &target, object, false)?;
+        self.settle();
+        Ok(created)
+    }
+
+    /// Scripts how containers of `image` behave.
+    pub fn script(&self, image: &str, behaviour: Behaviour) {
+        self.shared.lock().kubelet.script(image, behaviour);
+    }
+
+    /// Sets the injected faults.
+    pub fn set_faults(&self, faults: Faults) {
+        *self.shared.faults.lock().unwrap_or_else(|e| e.into_inner()) = faults;
+    }
+
+    /// Forgets the store's history: watches from older versions get 410.
+    pub fn expire_history(&self) {
+        self.shared.lock().store.compact();
+    }
+
+    /// Moves a manual clock forward and lets the controllers catch up.
+    pub fn advance(&self, by: Duration) {
+        self.shared.clock.advance(by);
+        self.settle();
+    }
+
+    /// Waits until the controllers have run a full pass after this call and after every
+    /// registry look-up under way has answered (bounded at 10 s).
+    pub fn settle(&self) {
+        let Some(runtime) = &self.runtime else { return };
+        runtime.block_on(async {
+            let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    let target = self.shared.passes_requested.fetch_add(1, Ordering::SeqCst) + 1;
+                    self.shared.wake.notify_one();
+                    let mut done = self.shared.passes_done.subscribe();
+                    let _ = done.wait_for(|d| *d >= target).await;
+                    if self.shared.pulls_in_flight.load(Ordering::SeqCst) == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await;
+        });
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+async fn accept(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let service =
+                hyper::service::service_fn(move |request| server::handle(shared.clone(), request));
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+        });
+    }
+}
