@@ -291,6 +291,17 @@ impl Simulator {
         Ok(created)
     }
 
+    /// Adds a node (an autoscaler's work, for pods waiting to be scheduled).
+    pub fn add_node(&self, node: &Node) {
+        {
+            let mut state = self.shared.lock();
+            let uid = state.store.uid();
+            let object = controllers::pods::node_object(node, &uid, &self.shared.clock.timestamp());
+            state.store.insert(&resources::NODES, object);
+        }
+        self.settle();
+    }
+
     /// Scripts how containers of `image` behave.
     pub fn script(&self, image: &str, behaviour: Behaviour) {
         self.shared.lock().kubelet.script(image, behaviour);

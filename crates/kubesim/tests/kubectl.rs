@@ -228,3 +228,103 @@ fn not_found_in_the_servers_words() {
         "Error from server (NotFound): deployments.apps \"nope\" not found\n"
     );
 }
+
+fn statefulset(image: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\nspec:\n  replicas: 3\n  serviceName: db\n  \
+         selector:\n    matchLabels: {{app: db}}\n{extra}  template:\n    metadata:\n      labels: {{app: db}}\n    \
+         spec:\n      containers:\n      - name: db\n        image: {image}\n"
+    )
+}
+
+/// StatefulSet: ordinal pods, kubectl's partitioned messages, and a partition that keeps the
+/// lower ordinals on the old image.
+#[test]
+fn statefulset_rollout_with_partition() {
+    let k = Kubectl::start(Options::default());
+    assert_eq!(k.apply(&statefulset("db:1", "")), "statefulset.apps/db created\n");
+    let out = k.ok(&["rollout", "status", "statefulset/db", "--timeout=20s"]);
+    assert!(
+        out.ends_with("partitioned roll out complete: 3 new pods have been updated...\n"),
+        "{out}"
+    );
+    let names: Vec<String> = k
+        .sim
+        .list(&resources::PODS, "default")
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["db-0", "db-1", "db-2"]);
+
+    k.ok(&[
+        "patch",
+        "statefulset/db",
+        "-p",
+        r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":2}}}}"#,
+    ]);
+    k.ok(&["set", "image", "statefulset/db", "db=db:2"]);
+    let out = k.ok(&["rollout", "status", "statefulset/db", "--timeout=20s"]);
+    assert!(
+        out.ends_with("partitioned roll out complete: 1 new pods have been updated...\n"),
+        "{out}"
+    );
+    let image = |n: &str| {
+        k.sim.get(&resources::PODS, "default", n).unwrap()["spec"]["containers"][0]["image"].clone()
+    };
+    assert_eq!(
+        (image("db-0"), image("db-1"), image("db-2")),
+        ("db:1".into(), "db:1".into(), "db:2".into())
+    );
+    let sts = k.json(&["get", "statefulset", "db"]);
+    assert_ne!(sts["status"]["currentRevision"], sts["status"]["updateRevision"]);
+}
+
+/// OnDelete: kubectl refuses to follow it, in its own words.
+#[test]
+fn statefulset_on_delete_is_not_followed() {
+    let k = Kubectl::start(Options::default());
+    k.apply(&statefulset("db:1", "  updateStrategy:\n    type: OnDelete\n"));
+    let output = k.run(&["rollout", "status", "statefulset/db", "--timeout=5s"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "error: rollout status is only available for RollingUpdate strategy type\n"
+    );
+}
+
+/// DaemonSet: a pod on each matching node, and a rolling image change.
+#[test]
+fn daemonset_rollout() {
+    let k = Kubectl::start(Options::default());
+    let ds = "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: agent\nspec:\n  selector:\n    matchLabels: {app: agent}\n  \
+              template:\n    metadata:\n      labels: {app: agent}\n    spec:\n      containers:\n      - name: agent\n        image: agent:1\n";
+    assert_eq!(k.apply(ds), "daemonset.apps/agent created\n");
+    let out = k.ok(&["rollout", "status", "daemonset/agent", "--timeout=20s"]);
+    assert!(out.ends_with("daemon set \"agent\" successfully rolled out\n"), "{out}");
+    let nodes: Vec<String> = k
+        .sim
+        .list(&resources::PODS, "default")
+        .iter()
+        .map(|p| p["spec"]["nodeName"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(nodes.len(), 2);
+    k.ok(&["set", "image", "daemonset/agent", "agent=agent:2"]);
+    let out = k.ok(&["rollout", "status", "daemonset/agent", "--timeout=20s"]);
+    assert!(out.ends_with("successfully rolled out\n"), "{out}");
+    assert!(
+        k.sim
+            .list(&resources::PODS, "default")
+            .iter()
+            .all(|p| p["spec"]["containers"][0]["image"] == "agent:2")
+    );
+    k.ok(&[
+        "patch",
+        "daemonset/agent",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"nodeSelector":{"kubernetes.io/arch":"arm64"}}}}}"#,
+    ]);
+    k.ok(&["rollout", "status", "daemonset/agent", "--timeout=20s"]);
+    let pods = k.sim.list(&resources::PODS, "default");
+    assert_eq!(pods.len(), 1, "{pods:?}");
+    assert_eq!(pods[0]["spec"]["nodeName"], "node-2");
+}

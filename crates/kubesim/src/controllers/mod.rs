@@ -2,10 +2,12 @@
 //! current state until nothing changes, then sleeps until woken by a write or until the
 //! earliest timer (a readiness delay, a restart back-off, a progress deadline) is due.
 
+pub mod daemonset;
 pub mod deployment;
 pub mod events;
 pub mod pods;
 pub mod replicaset;
+pub mod statefulset;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -33,6 +35,8 @@ pub fn reconcile(shared: &Shared, state: &mut State) -> Option<Instant> {
         next = None;
         next = earliest(next, deployment::reconcile(shared, state, now));
         next = earliest(next, replicaset::reconcile(shared, state, now));
+        statefulset::reconcile(shared, state);
+        daemonset::reconcile(shared, state);
         next = earliest(next, pods::schedule(shared, state, now));
         next = earliest(next, pods::run_kubelet(shared, state, now));
         if state.store.resource_version() == before {
@@ -63,6 +67,57 @@ pub async fn run(shared: Arc<Shared>) {
             _ = tokio::time::sleep(sleep) => {}
         }
     }
+}
+
+/// How a new pod is named.
+pub(crate) enum PodName<'a> {
+    /// `generateName`: the prefix and five random characters.
+    Generate(&'a str),
+    /// A fixed name (StatefulSet ordinals).
+    Exact(&'a str),
+}
+
+/// Creates a pod from `owner`'s template, controlled by it, with `labels` added.
+/// Errors are the API error's message.
+pub(crate) fn create_owned_pod(
+    shared: &Shared,
+    state: &mut State,
+    owner: &Value,
+    name: PodName<'_>,
+    labels: &Value,
+) -> Result<Value, String> {
+    let template = &owner["spec"]["template"];
+    let mut metadata = if template["metadata"].is_object() {
+        template["metadata"].clone()
+    } else {
+        serde_json::json!({})
+    };
+    match name {
+        PodName::Generate(prefix) => metadata["generateName"] = serde_json::json!(prefix),
+        PodName::Exact(name) => metadata["name"] = serde_json::json!(name),
+    }
+    for (k, v) in labels.as_object().into_iter().flatten() {
+        metadata["labels"][k] = v.clone();
+    }
+    metadata["namespace"] = owner["metadata"]["namespace"].clone();
+    metadata["ownerReferences"] = serde_json::json!([{"apiVersion": owner["apiVersion"], "kind": owner["kind"],
+        "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true}]);
+    let pod = serde_json::json!({"metadata": metadata, "spec": template["spec"]});
+    let target = crate::api::Target {
+        resource: crate::resources::PODS,
+        namespace: owner["metadata"]["namespace"].as_str().map(str::to_owned),
+        name: None,
+        subresource: None,
+    };
+    crate::api::create(shared, state, &target, pod, false).map_err(|e| match e.body {
+        crate::status::Body::Status(s) => s["message"].as_str().unwrap_or_default().to_owned(),
+        crate::status::Body::Text(t) => t,
+    })
+}
+
+/// Whether a pod is Ready.
+pub(crate) fn pod_ready(pod: &Value) -> bool {
+    condition(&pod["status"], "Ready").is_some_and(|c| c["status"] == "True")
 }
 
 /// A JSON integer at a pointer, or a default.

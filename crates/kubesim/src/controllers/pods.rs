@@ -72,11 +72,11 @@ impl Kubelet {
         self.scripts.get(image).cloned().unwrap_or_default()
     }
 
-    /// The scripted create failure for a ReplicaSet's pods, if any.
-    pub fn create_failure(&self, rs: &Value) -> Option<String> {
-        rs["spec"]["template"]["spec"]["containers"].as_array().into_iter().flatten().find_map(
-            |c| self.scripts.get(c["image"].as_str().unwrap_or_default())?.create_error.clone(),
-        )
+    /// The scripted create failure for pods of a template, if any.
+    pub fn create_failure(&self, template: &Value) -> Option<String> {
+        template["spec"]["containers"].as_array().into_iter().flatten().find_map(|c| {
+            self.scripts.get(c["image"].as_str().unwrap_or_default())?.create_error.clone()
+        })
     }
 }
 
@@ -525,12 +525,6 @@ fn parse(image: &str) -> Result<Parsed, (&'static str, String)> {
         Some((n, d)) => (n, Some(d)),
         None => (image, None),
     };
-    if image.is_empty()
-        || image.contains(char::is_whitespace)
-        || image.chars().any(|c| c.is_ascii_uppercase() && !name.contains(':'))
-    {
-        return Err(invalid());
-    }
     let (host, path) = match name.split_once('/') {
         Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
             (first.to_owned(), rest.to_owned())
@@ -544,6 +538,17 @@ fn parse(image: &str) -> Result<Parsed, (&'static str, String)> {
         Some((r, t)) => (r.to_owned(), t.to_owned()),
         None => (path.clone(), "latest".to_owned()),
     };
+    // The reference grammar, coarsely: lowercase path components, a word-character tag.
+    let path_ok = !repository.is_empty()
+        && repository
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b));
+    let tag_ok = !tag.is_empty()
+        && tag.len() <= 128
+        && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if !path_ok || !tag_ok || host.is_empty() {
+        return Err(invalid());
+    }
     if let Some(d) = digest
         && !(d.starts_with("sha256:") && d.len() == 71)
     {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{condition, controlled_by, earliest, events, int, text};
+use super::{PodName, condition, controlled_by, earliest, events, int, text};
 use crate::clock::{Instant, parse_rfc3339};
 use crate::resources::{PODS, REPLICASETS};
 use crate::{Shared, State};
@@ -167,29 +167,11 @@ fn sync(shared: &Shared, state: &mut State, now: Instant, rs: &Value) -> Option<
     next
 }
 
-/// A pod from the template, owned by the ReplicaSet. Errors are the API error's message.
+/// A pod from the template, owned by the ReplicaSet.
 fn create_pod(shared: &Shared, state: &mut State, rs: &Value) -> Result<Value, String> {
-    if let Some(message) = state.kubelet.create_failure(rs) {
+    if let Some(message) = state.kubelet.create_failure(&rs["spec"]["template"]) {
         return Err(message);
     }
-    let template = &rs["spec"]["template"];
-    let mut metadata = template["metadata"].clone();
-    if !metadata.is_object() {
-        metadata = json!({});
-    }
-    metadata["generateName"] = json!(format!("{}-", text(rs, "/metadata/name")));
-    metadata["namespace"] = rs["metadata"]["namespace"].clone();
-    metadata["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs["metadata"]["name"],
-        "uid": rs["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true}]);
-    let pod = json!({"metadata": metadata, "spec": template["spec"]});
-    let target = crate::api::Target {
-        resource: PODS,
-        namespace: rs["metadata"]["namespace"].as_str().map(str::to_owned),
-        name: None,
-        subresource: None,
-    };
-    crate::api::create(shared, state, &target, pod, false).map_err(|e| match e.body {
-        crate::status::Body::Status(s) => s["message"].as_str().unwrap_or_default().to_owned(),
-        crate::status::Body::Text(t) => t,
-    })
+    let generate = format!("{}-", text(rs, "/metadata/name"));
+    super::create_owned_pod(shared, state, rs, PodName::Generate(&generate), &json!({}))
 }
