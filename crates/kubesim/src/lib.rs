@@ -19,6 +19,7 @@ pub mod server;
 pub mod status;
 pub mod store;
 pub mod table;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -60,8 +61,12 @@ pub struct Options {
     pub nodes: Vec<Node>,
     /// Require `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// Serve HTTPS with a certificate from a generated CA (in the kubeconfig).
+    pub tls: bool,
     /// Registries (`host:port`) the kubelet reaches over plain HTTP.
     pub insecure_registries: Vec<String>,
+    /// An extra CA (PEM) the kubelet trusts for HTTPS registries.
+    pub registry_ca: Option<String>,
 }
 
 impl Default for Options {
@@ -73,7 +78,9 @@ impl Default for Options {
                 Node { name: "node-2".into(), arch: "arm64".into() },
             ],
             token: None,
+            tls: false,
             insecure_registries: Vec::new(),
+            registry_ca: None,
         }
     }
 }
@@ -126,6 +133,8 @@ pub struct Shared {
     faults: Mutex<Faults>,
     pub(crate) token: Option<String>,
     pub(crate) options: Options,
+    /// The kubelet's registry client.
+    pub(crate) registry_client: reqwest::Client,
     passes_requested: AtomicU64,
     /// Registry look-ups under way.
     pub(crate) pulls_in_flight: AtomicU64,
@@ -188,6 +197,8 @@ impl Shared {
 pub struct Simulator {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    /// The CA that signed the server's certificate, PEM (TLS only).
+    ca_pem: Option<String>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -223,6 +234,7 @@ impl Simulator {
             requests: Mutex::default(),
             faults: Mutex::default(),
             token: options.token.clone(),
+            registry_client: controllers::pods::registry_client(options.registry_ca.as_deref())?,
             options,
             passes_requested: AtomicU64::new(0),
             pulls_in_flight: AtomicU64::new(0),
@@ -230,14 +242,26 @@ impl Simulator {
         });
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let addr = listener.local_addr()?;
-        runtime.spawn(accept(shared.clone(), listener));
+        let (acceptor, ca_pem) = if shared.options.tls {
+            let (acceptor, ca) = tls::acceptor()?;
+            (Some(acceptor), Some(ca))
+        } else {
+            (None, None)
+        };
+        runtime.spawn(accept(shared.clone(), listener, acceptor));
         runtime.spawn(controllers::run(shared.clone()));
-        Ok(Self { shared, addr, runtime: Some(runtime) })
+        Ok(Self { shared, addr, ca_pem, runtime: Some(runtime) })
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`, or `https://` with TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca_pem.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The CA of the server's certificate, PEM (TLS only).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
     }
 
     /// A kubeconfig for this server, with `namespace` as the context's namespace.
@@ -247,8 +271,17 @@ impl Simulator {
             None => "    {}\n".to_owned(),
         };
         let namespace = namespace.map(|ns| format!("    namespace: {ns}\n")).unwrap_or_default();
+        let ca = self
+            .ca_pem
+            .as_ref()
+            .map(|pem| {
+                use base64::Engine as _;
+                let data = base64::engine::general_purpose::STANDARD.encode(pem);
+                format!("    certificate-authority-data: {data}\n")
+            })
+            .unwrap_or_default();
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: kubesim\n  cluster:\n    server: {}\n\
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: kubesim\n  cluster:\n    server: {}\n{ca}\
              contexts:\n- name: kubesim\n  context:\n    cluster: kubesim\n    user: kubesim\n{namespace}\
              current-context: kubesim\nusers:\n- name: kubesim\n  user:\n{user}",
             self.url()
@@ -353,15 +386,30 @@ impl Drop for Simulator {
     }
 }
 
-async fn accept(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
+async fn accept(
+    shared: Arc<Shared>,
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
         let shared = shared.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let io = hyper_util::rt::TokioIo::new(stream);
             let service =
                 hyper::service::service_fn(move |request| server::handle(shared.clone(), request));
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            let http = hyper::server::conn::http1::Builder::new();
+            match tls {
+                Some(acceptor) => {
+                    let Ok(stream) = acceptor.accept(stream).await else { return };
+                    let _ =
+                        http.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+                }
+                None => {
+                    let _ =
+                        http.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+                }
+            }
         });
     }
 }

@@ -328,3 +328,53 @@ fn daemonset_rollout() {
     assert_eq!(pods.len(), 1, "{pods:?}");
     assert_eq!(pods[0]["spec"]["nodeName"], "node-2");
 }
+
+/// HTTPS with the generated CA from the kubeconfig, and bearer tokens: the right one is
+/// served, a wrong one is 401 in kubectl's words.
+#[test]
+fn tls_and_bearer_token() {
+    let k = Kubectl::start(Options {
+        tls: true,
+        token: Some("s3cret-token".into()),
+        ..Options::default()
+    });
+    assert!(k.sim.url().starts_with("https://127.0.0.1:"));
+    assert_eq!(k.ok(&["get", "namespace", "default", "-o", "name"]), "namespace/default\n");
+    let config = k.sim.kubeconfig(None).replace("s3cret-token", "wrong-token");
+    std::fs::write(k.dir.path().join("kubeconfig"), config).unwrap();
+    let output = k.run(&["get", "namespace", "default"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "error: You must be logged in to the server (Unauthorized)\n"
+    );
+}
+
+/// A tag that is not in the registry: the pods sit in ImagePullBackOff and kubectl keeps
+/// waiting until its own timeout (what kubeship's fail-fast exists to beat).
+#[test]
+fn rollout_status_keeps_waiting_on_image_pull_backoff() {
+    let registry = kubeship_testkit::Registry::start(kubeship_testkit::Setup::Anonymous).unwrap();
+    registry
+        .pusher()
+        .unwrap()
+        .image("demo/app", "v1", kubeship_testkit::push::Kind::OciManifest, "ok")
+        .unwrap();
+    let k = Kubectl::start(Options {
+        insecure_registries: vec![registry.host.clone()],
+        ..Options::default()
+    });
+    k.apply(&deployment(&format!("{}/demo/app:v1", registry.host), 2));
+    k.ok(&["rollout", "status", "deployment/web", "--timeout=20s"]);
+    k.ok(&["set", "image", "deployment/web", &format!("app={}/demo/app:missing", registry.host)]);
+    let output = k.run(&["rollout", "status", "deployment/web", "--timeout=4s"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "error: timed out waiting for the condition\n"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("Waiting for deployment \"web\" rollout to finish: 1 out of 2 new replicas have been updated..."), "{stdout}");
+    let pods = k.ok(&["get", "pods"]);
+    assert!(pods.contains("ImagePullBackOff"), "{pods}");
+}

@@ -213,3 +213,49 @@ fn min_ready_seconds_delays_availability() {
     let d = sim.get(&resources::DEPLOYMENTS, "default", "web").unwrap();
     assert_eq!(d["status"]["availableReplicas"], 1);
 }
+
+/// HTTPS registries with a CA the kubelet is given, and the anonymous token flow.
+#[test]
+fn tls_and_token_registries() {
+    let tls = Registry::start(Setup::Htpasswd { user: "u", password: "p" }).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens =
+        kubeship_testkit::TokenServer::start(kubeship_testkit::certs::signing(dir.path()).unwrap())
+            .unwrap();
+    let token = Registry::start(Setup::Token(&tokens)).unwrap();
+    token.pusher().unwrap().image("team/app", "v1", Kind::OciManifest, "t").unwrap();
+    let sim = Simulator::start(Options {
+        manual_clock: true,
+        insecure_registries: vec![token.host.clone()],
+        registry_ca: tls.ca_pem(),
+        ..Options::default()
+    })
+    .unwrap();
+    // The htpasswd registry refuses anonymous pulls: authorization failed, as containerd says.
+    sim.create(
+        &resources::DEPLOYMENTS,
+        deployment(&format!("{}/secure/app:v1", tls.host), json!({})),
+    )
+    .unwrap();
+    eventually("ErrImagePull", || waiting(&pod(&sim)).0 == "ErrImagePull");
+    assert!(waiting(&pod(&sim)).1.contains("authorization failed"), "{:?}", waiting(&pod(&sim)));
+
+    let sim = Simulator::start(Options {
+        manual_clock: true,
+        insecure_registries: vec![token.host.clone()],
+        ..Options::default()
+    })
+    .unwrap();
+    sim.create(
+        &resources::DEPLOYMENTS,
+        deployment(&format!("{}/team/app:v1", token.host), json!({})),
+    )
+    .unwrap();
+    eventually("running", || pod(&sim)["status"]["phase"] == "Running");
+    let digest = token.stored_digest("team/app", "v1").unwrap();
+    assert_eq!(
+        pod(&sim)["status"]["containerStatuses"][0]["imageID"],
+        format!("{}/team/app@{digest}", token.host)
+    );
+    assert_eq!(tokens.requests().len(), 1);
+}

@@ -594,7 +594,7 @@ async fn resolve(shared: &Shared, image: &str) -> PullResult {
         )
     };
     let accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
-    match head(&url, accept).await {
+    match head(&shared.registry_client, &url, accept, &repository).await {
         Ok((200, Some(found))) => Ok(format!("{host}/{repository}@{found}")),
         Ok((200, None)) => Err(pull_error("no digest in the registry's answer".into())),
         Ok((404, _)) => Err(pull_error(format!("{host}/{repository}:{tag}: not found"))),
@@ -611,23 +611,64 @@ async fn resolve(shared: &Shared, image: &str) -> PullResult {
     }
 }
 
-/// A HEAD to a plain-HTTP loopback registry: the status and `Docker-Content-Digest`.
-async fn head(url: &str, accept: &str) -> Result<(u16, Option<String>), String> {
-    use http_body_util::Empty;
-    if !url.starts_with("http://") {
-        return Err("TLS registries are not supported by the simulated kubelet".into());
+/// The kubelet's HTTP client: the OS-independent public roots plus `ca` (PEM).
+pub fn registry_client(ca: Option<&str>) -> anyhow::Result<reqwest::Client> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder =
+        reqwest::Client::builder().user_agent("containerd/2.1.0").timeout(Duration::from_secs(10));
+    if let Some(pem) = ca {
+        builder = builder.tls_certs_merge(reqwest::Certificate::from_pem_bundle(pem.as_bytes())?);
     }
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Empty<bytes::Bytes>>();
-    let request = hyper::Request::head(url)
-        .header("Accept", accept)
-        .header("User-Agent", "containerd/2.1.0")
-        .body(Empty::new())
-        .map_err(|e| e.to_string())?;
-    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
-        .await
-        .map_err(|_| "registry did not answer within 10s".to_owned())?
-        .map_err(|e| format!("dial tcp: {e}"))?;
+    Ok(builder.build()?)
+}
+
+/// A manifest HEAD as containerd sends it, following the registry's anonymous token flow:
+/// the status and `Docker-Content-Digest`.
+async fn head(
+    client: &reqwest::Client,
+    url: &str,
+    accept: &str,
+    repository: &str,
+) -> Result<(u16, Option<String>), String> {
+    let send = |token: Option<String>| {
+        let mut request = client.head(url).header("Accept", accept);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let mut response = send(None).await.map_err(|e| format!("dial tcp: {e}"))?;
+    let challenge =
+        response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if response.status() == 401
+        && let Some(challenge) = challenge.filter(|c| c.starts_with("Bearer "))
+    {
+        let param = |name: &str| {
+            challenge
+                .split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .map(str::to_owned)
+        };
+        let realm = param("realm").ok_or("a token challenge without a realm")?;
+        let mut query = vec![("scope".to_owned(), format!("repository:{repository}:pull"))];
+        if let Some(service) = param("service") {
+            query.push(("service".to_owned(), service));
+        }
+        let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish();
+        let body = client
+            .get(format!("{realm}?{query}"))
+            .send()
+            .await
+            .map_err(|e| format!("fetching a token: {e}"))?
+            .bytes()
+            .await
+            .map_err(|e| format!("fetching a token: {e}"))?;
+        let answer: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| format!("a token answer that is not JSON: {e}"))?;
+        let token = answer["token"].as_str().or(answer["access_token"].as_str()).map(str::to_owned);
+        response = send(token).await.map_err(|e| format!("dial tcp: {e}"))?;
+    }
     let digest = response
         .headers()
         .get("docker-content-digest")
