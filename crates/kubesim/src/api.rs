@@ -415,7 +415,8 @@ impl PatchType {
     }
 }
 
-/// PATCH of an object, or of its `status` or `scale` subresource.
+/// PATCH of an object, or of its `status` or `scale` subresource: the HTTP status (201 when
+/// an apply created the object) and the object.
 #[allow(clippy::too_many_arguments)]
 pub fn patch(
     shared: &Shared,
@@ -424,7 +425,7 @@ pub fn patch(
     kind: PatchType,
     body: &[u8],
     query: &BTreeMap<String, String>,
-) -> Result<Value, ApiError> {
+) -> Result<(u16, Value), ApiError> {
     let resource = target.resource;
     let name = target.name.clone().unwrap_or_default();
     let namespace = target.namespace.clone().unwrap_or_default();
@@ -445,7 +446,10 @@ pub fn patch(
         .map_err(|e| status::bad_request(format!("error decoding patch: {e}")))?;
     let Some(current) = state.store.get(&resource, &namespace, &name).cloned() else {
         if kind == PatchType::Apply && target.subresource.is_none() {
-            return create(shared, state, target, patch, dry_run);
+            let created = create(shared, state, target, patch.clone(), dry_run)?;
+            let manager = query.get("fieldManager").map(String::as_str).unwrap_or_default();
+            state.fields.apply(&resource, &created, &patch, manager, true, dry_run)?;
+            return Ok((201, created));
         }
         return Err(status::not_found(&resource, &name));
     };
@@ -470,6 +474,11 @@ pub fn patch(
             })?
         }
     }
+    let manager = query.get("fieldManager").cloned().unwrap_or_else(|| "unknown".to_owned());
+    if kind == PatchType::Apply {
+        let force = query.get("force").is_some_and(|v| v == "true");
+        state.fields.apply(&resource, &current, &patch, &manager, force, dry_run)?;
+    }
     let updated = match subresource {
         Some("scale") => {
             let mut updated = current.clone();
@@ -488,9 +497,12 @@ pub fn patch(
         }
     };
     let written = update(shared, state, &resource, &current, updated, dry_run)?;
+    if kind != PatchType::Apply && !dry_run {
+        state.fields.updated(&resource, Some(&current), &written, &manager);
+    }
     match subresource {
-        Some("scale") => Ok(scale_of(&written)),
-        _ => Ok(written),
+        Some("scale") => Ok((200, scale_of(&written))),
+        _ => Ok((200, written)),
     }
 }
 
@@ -547,6 +559,7 @@ pub fn delete(state: &mut State, target: &Target) -> Result<Value, ApiError> {
         .store
         .remove(&target.resource, namespace, name)
         .ok_or_else(|| status::not_found(&target.resource, name))?;
+    state.fields.forget(&target.resource, namespace, name);
     collect_garbage(state, &removed);
     Ok(removed)
 }

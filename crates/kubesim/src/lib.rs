@@ -12,6 +12,7 @@
 pub mod api;
 pub mod clock;
 pub mod controllers;
+pub mod managed;
 pub mod patch;
 pub mod resources;
 pub mod selectors;
@@ -106,6 +107,7 @@ pub struct State {
     rng: u64,
     pub(crate) kubelet: controllers::pods::Kubelet,
     pub(crate) events: controllers::events::Recorder,
+    pub(crate) fields: managed::Fields,
 }
 
 impl State {
@@ -213,6 +215,7 @@ impl Simulator {
             rng: 0x2545_f491_4f6c_dd1d,
             kubelet: controllers::pods::Kubelet::default(),
             events: controllers::events::Recorder::default(),
+            fields: managed::Fields::default(),
         };
         let now = clock.timestamp();
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {

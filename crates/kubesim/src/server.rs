@@ -193,13 +193,19 @@ async fn route(
         }),
         ("POST", false, None) => match serde_json::from_slice::<Value>(body) {
             Ok(object) => {
-                api::create(shared, &mut shared.lock(), &target, object, dry_run).map(|o| (201, o))
+                let mut state = shared.lock();
+                api::create(shared, &mut state, &target, object, dry_run).map(|created| {
+                    if !dry_run {
+                        let manager = query.get("fieldManager").map_or("unknown", String::as_str);
+                        state.fields.updated(&target.resource, None, &created, manager);
+                    }
+                    (201, created)
+                })
             }
             Err(e) => Err(status::bad_request(format!("error decoding body: {e}"))),
         },
         ("PATCH", true, _) => PatchType::from_content_type(content_type)
-            .and_then(|kind| api::patch(shared, &mut shared.lock(), &target, kind, body, query))
-            .map(ok),
+            .and_then(|kind| api::patch(shared, &mut shared.lock(), &target, kind, body, query)),
         ("PUT", true, sub) => match serde_json::from_slice::<Value>(body) {
             Ok(object) => {
                 let mut state = shared.lock();

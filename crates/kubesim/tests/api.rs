@@ -373,3 +373,50 @@ fn new_rollout_writes_status_twice() {
     let rs = api.sim.list(&resources::REPLICASETS, "default");
     assert_eq!(rs.len(), 2);
 }
+
+/// Server-side apply: a field another manager changed is a conflict in the server's words;
+/// force takes it over; apply creates a missing object.
+#[test]
+fn server_side_apply_conflicts() {
+    let api = Api::start();
+    let apply = "application/apply-patch+yaml";
+    let intent = |image: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"},
+        "spec": {"selector": {"matchLabels": {"app": "a"}}, "template": {"metadata": {"labels": {"app": "a"}},
+            "spec": {"containers": [{"name": "app", "image": image}]}}}})
+    };
+    let created = api.patch(&format!("{DEPLOYMENTS}/a?fieldManager=ci"), apply, intent("app:1"));
+    assert_eq!(created.status, 201, "{}", created.body);
+    let set = api.patch(&format!("{DEPLOYMENTS}/a?fieldManager=kubectl-set"), SMP,
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "app:2"}]}}}}));
+    assert_eq!(set.status, 200);
+
+    let conflict = api.patch(&format!("{DEPLOYMENTS}/a?fieldManager=ci"), apply, intent("app:3"));
+    assert_eq!(conflict.status, 409);
+    let body = conflict.json();
+    assert_eq!(
+        body["message"],
+        "Apply failed with 1 conflict: conflict with \"kubectl-set\" using apps/v1: .spec.template.spec.containers[name=\"app\"].image"
+    );
+    assert_eq!(body["details"]["causes"][0]["reason"], "FieldManagerConflict");
+    assert_eq!(
+        api.get(&format!("{DEPLOYMENTS}/a")).json()["spec"]["template"]["spec"]["containers"][0]["image"],
+        "app:2"
+    );
+
+    let forced =
+        api.patch(&format!("{DEPLOYMENTS}/a?fieldManager=ci&force=true"), apply, intent("app:3"));
+    assert_eq!(forced.json()["spec"]["template"]["spec"]["containers"][0]["image"], "app:3");
+    let other = api.patch(&format!("{DEPLOYMENTS}/a?fieldManager=other"), apply, intent("app:4"));
+    assert_eq!(
+        other.json()["message"],
+        "Apply failed with 1 conflict: conflict with \"ci\": .spec.template.spec.containers[name=\"app\"].image"
+    );
+    // Applying the value a field already has is no conflict.
+    assert_eq!(
+        api.patch(&format!("{DEPLOYMENTS}/a?fieldManager=other"), apply, intent("app:3")).status,
+        200
+    );
+    let missing = api.patch(&format!("{DEPLOYMENTS}/a"), apply, intent("app:5"));
+    assert!(missing.json()["message"].as_str().unwrap().contains("fieldManager: Required value"));
+}
