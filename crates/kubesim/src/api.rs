@@ -288,8 +288,40 @@ fn has_generation(resource: &Resource) -> bool {
     matches!(resource.kind, "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Pod")
 }
 
+/// Decodes the object into its k8s-openapi type, as the API server decodes every write into
+/// its Go struct: a value of the wrong type is a 400 in the server's words.
+fn decode(resource: &Resource, object: &Value) -> Result<(), ApiError> {
+    use k8s_openapi::api::{apps::v1 as apps, core::v1 as core};
+    fn check<T: serde::de::DeserializeOwned>(object: &Value) -> Result<(), String> {
+        T::deserialize(object).map(|_| ()).map_err(|e| e.to_string())
+    }
+    let result = match resource.kind {
+        "Deployment" => check::<apps::Deployment>(object),
+        "ReplicaSet" => check::<apps::ReplicaSet>(object),
+        "StatefulSet" => check::<apps::StatefulSet>(object),
+        "DaemonSet" => check::<apps::DaemonSet>(object),
+        "ControllerRevision" => check::<apps::ControllerRevision>(object),
+        "Pod" => check::<core::Pod>(object),
+        "Event" => check::<core::Event>(object),
+        "Namespace" => check::<core::Namespace>(object),
+        "Node" => check::<core::Node>(object),
+        _ => Ok(()),
+    };
+    result.map_err(|e| {
+        let kind = resource.kind;
+        status::bad_request(format!(
+            "{kind} in version \"{}\" cannot be handled as a {kind}: {e}",
+            resource.version
+        ))
+    })
+}
+
 /// Validation the tests rely on: required fields of workloads.
 fn validate(resource: &Resource, object: &Value) -> Result<(), ApiError> {
+    let mut typed = object.clone();
+    typed["kind"] = Value::from(resource.kind);
+    typed["apiVersion"] = Value::from(resource.api_version());
+    decode(resource, &typed)?;
     let name = object["metadata"]["name"].as_str().unwrap_or_default();
     let mut causes: Vec<(&str, &str, String)> = Vec::new();
     if let Some(containers) = object

@@ -420,3 +420,22 @@ fn server_side_apply_conflicts() {
     let missing = api.patch(&format!("{DEPLOYMENTS}/a"), apply, intent("app:5"));
     assert!(missing.json()["message"].as_str().unwrap().contains("fieldManager: Required value"));
 }
+
+/// Objects are decoded into their typed form: a value of the wrong type is a 400.
+#[test]
+fn wrongly_typed_values_are_refused() {
+    let api = Api::start();
+    let bad = json!({"metadata": {"name": "x"}, "spec": {"replicas": "three", "selector": {"matchLabels": {"app": "x"}},
+        "template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "app", "image": "a"}]}}}});
+    let answer = api.send("POST", DEPLOYMENTS, Some("application/json"), Some(bad));
+    assert_eq!((answer.status, answer.json()["reason"].as_str()), (400, Some("BadRequest")));
+    assert!(
+        answer.json()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Deployment in version \"v1\" cannot be handled as a Deployment: ")
+    );
+    api.create("a", 1);
+    let patched = api.patch(&format!("{DEPLOYMENTS}/a"), SMP, json!({"spec": {"replicas": "x"}}));
+    assert_eq!(patched.status, 400);
+}
