@@ -68,6 +68,9 @@ pub struct Options {
     pub insecure_registries: Vec<String>,
     /// An extra CA (PEM) the kubelet trusts for HTTPS registries.
     pub registry_ca: Option<String>,
+    /// How often watches with `allowWatchBookmarks` get a BOOKMARK (the API server's is
+    /// about a minute).
+    pub bookmark_interval: Duration,
 }
 
 impl Default for Options {
@@ -82,6 +85,7 @@ impl Default for Options {
             tls: false,
             insecure_registries: Vec::new(),
             registry_ca: None,
+            bookmark_interval: Duration::from_secs(60),
         }
     }
 }

@@ -263,6 +263,8 @@ struct WatchStream {
     filter: api::Filter,
     /// The last resourceVersion sent.
     last: u64,
+    /// The last resourceVersion looked at, sent or not: what a bookmark can promise.
+    seen: u64,
     sent: usize,
     /// Fault injection: end the stream after this many events.
     close_after: Option<usize>,
@@ -276,6 +278,7 @@ impl WatchStream {
 
     /// Sends a store event that belongs to this watch; false when the watch should end.
     async fn event(&mut self, event: &crate::store::Event) -> bool {
+        self.seen = self.seen.max(event.rv);
         if event.rv <= self.last || !api::event_matches(event, &self.target, &self.filter) {
             return true;
         }
@@ -322,7 +325,16 @@ fn watch(
     let bookmarks = query.get("allowWatchBookmarks").is_some_and(|b| b == "true");
     let close_after = shared.watch_close_after();
     let (tx, rx) = mpsc::channel::<Bytes>(4096);
-    let mut out = WatchStream { tx, target, filter, last: start.from, sent: 0, close_after };
+    let mut out = WatchStream {
+        tx,
+        target,
+        filter,
+        last: start.from,
+        seen: start.from,
+        sent: 0,
+        close_after,
+    };
+    let bookmark_every = shared.options.bookmark_interval;
     tokio::spawn(async move {
         for object in &start.initial {
             if !out.line(api::event_line("ADDED", object)).await {
@@ -342,9 +354,16 @@ fn watch(
         }
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
+        let mut ticks =
+            tokio::time::interval_at(tokio::time::Instant::now() + bookmark_every, bookmark_every);
         loop {
             tokio::select! {
                 _ = &mut deadline => return,
+                _ = ticks.tick(), if bookmarks => {
+                    if !out.line(api::bookmark_line(&out.target.resource, out.seen, false)).await {
+                        return;
+                    }
+                }
                 _ = out.tx.closed() => return,
                 received = receiver.recv() => match received {
                     Ok(event) => {

@@ -439,3 +439,30 @@ fn wrongly_typed_values_are_refused() {
     let patched = api.patch(&format!("{DEPLOYMENTS}/a"), SMP, json!({"spec": {"replicas": "x"}}));
     assert_eq!(patched.status, 400);
 }
+
+/// Watches that allow bookmarks get them periodically, with kind, apiVersion and a version
+/// that covers what was looked at.
+#[test]
+fn periodic_bookmarks() {
+    kubeship_testkit::install_crypto_provider();
+    let options = Options {
+        manual_clock: true,
+        bookmark_interval: Duration::from_millis(200),
+        ..Options::default()
+    };
+    let api =
+        Api { sim: Simulator::start(options).unwrap(), client: reqwest::blocking::Client::new() };
+    let rv = api.create("a", 1)["metadata"]["resourceVersion"].as_str().unwrap().to_owned();
+    let lines = api.watch(&format!("resourceVersion={rv}&allowWatchBookmarks=true&fieldSelector=metadata.name%3Dnone&timeoutSeconds=2"), 1);
+    assert_eq!(lines[0]["type"], "BOOKMARK");
+    assert_eq!(lines[0]["object"]["kind"], "Deployment");
+    let bookmarked: u64 =
+        lines[0]["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    assert!(bookmarked >= rv.parse::<u64>().unwrap());
+    // Without allowWatchBookmarks, none.
+    let none = api.watch(
+        &format!("resourceVersion={rv}&fieldSelector=metadata.name%3Dnone&timeoutSeconds=1"),
+        1,
+    );
+    assert!(none.is_empty());
+}
