@@ -10,11 +10,14 @@
 //! Exit codes (the contract): 0 success, 1 rollout failed or timed out, 2 invalid input,
 //! 3 registry error, 4 Kubernetes API error, 130/143 interrupted.
 
+pub mod cluster;
 pub mod error;
 pub mod inputs;
 pub mod log;
 pub mod registry;
+pub mod rollout;
 pub mod run;
+pub mod targets;
 pub mod tls;
 
 pub use error::Error;

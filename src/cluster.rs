@@ -1,0 +1,209 @@
+//! Stage 3a: access to the cluster. The `kubeconfig` input (YAML or base64 of it), else the
+//! `KUBECONFIG` path list, else `~/.kube/config`, else the in-cluster service account; the
+//! `context` input picks the context. The namespace is the `namespace` input, else the
+//! context's, else the service account's, else `default` (kube's `default_namespace`).
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// Why the cluster cannot be reached from this configuration. All are exit 2: nothing was
+/// sent to any cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "{source_} is not a usable kubeconfig: {detail}. Give the kubeconfig file's YAML, or base64 of it"
+    )]
+    Kubeconfig { source_: String, detail: String },
+    #[error(
+        "no cluster credentials: give the kubeconfig input, set KUBECONFIG, or run in a pod with a service account"
+    )]
+    Missing,
+    #[error("{source_} has no context {context:?}; it has: {available}")]
+    Context { source_: String, context: String, available: String },
+    #[error(
+        "the kubeconfig authenticates with the exec plugin {command:?}, which is not on PATH \
+         (EKS and GKE kubeconfigs need aws or gke-gcloud-auth-plugin): install it in the step's \
+         image, or use a kubeconfig with a service-account token"
+    )]
+    ExecPluginMissing { command: String },
+    #[error("the in-cluster service account cannot be used: {0}")]
+    InCluster(String),
+    #[error("the kubeconfig's cluster settings cannot be used: {0}")]
+    Client(String),
+}
+
+/// Where the kubeconfig comes from, as the inputs and environment say.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// The `kubeconfig` input.
+    pub kubeconfig: Option<String>,
+    /// The `context` input.
+    pub context: Option<String>,
+    /// The `namespace` input.
+    pub namespace: Option<String>,
+    /// `KUBECONFIG`, split.
+    pub kubeconfig_paths: Vec<PathBuf>,
+    /// `$HOME`, for `~/.kube/config`.
+    pub home: Option<PathBuf>,
+}
+
+/// A client and the namespace the targets live in.
+pub struct Cluster {
+    pub client: kube::Client,
+    pub namespace: String,
+    /// Said once, as a warning: `insecure-skip-tls-verify`.
+    pub warnings: Vec<String>,
+}
+
+/// Builds the client. Sends nothing.
+///
+/// # Errors
+/// Every [`Error`]; all are configuration errors.
+pub async fn connect(access: &Access) -> Result<Cluster, Error> {
+    crate::tls::install_crypto_provider();
+    let options =
+        KubeConfigOptions { context: access.context.clone(), ..KubeConfigOptions::default() };
+    let config = match load(access)? {
+        Some((source_, kubeconfig)) => {
+            if let Some(context) = &access.context
+                && !kubeconfig.contexts.iter().any(|c| &c.name == context)
+            {
+                let available = kubeconfig
+                    .contexts
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(Error::Context { source_, context: context.clone(), available });
+            }
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(|e| {
+                Error::Kubeconfig { source_, detail: crate::error::render_chain(&e) }
+            })?
+        }
+        None => kube::Config::incluster().map_err(|e| match e {
+            kube::config::InClusterError::ReadEnvironmentVariable(_) => Error::Missing,
+            other => Error::InCluster(crate::error::render_chain(&other)),
+        })?,
+    };
+    if let Some(command) = config.auth_info.exec.as_ref().and_then(|e| e.command.clone())
+        && !on_path(&command)
+    {
+        return Err(Error::ExecPluginMissing { command });
+    }
+    let mut warnings = Vec::new();
+    if config.accept_invalid_certs {
+        warnings.push(
+            "the kubeconfig sets insecure-skip-tls-verify: the API server's identity is not checked; \
+             give its CA (certificate-authority-data) instead"
+                .to_owned(),
+        );
+    }
+    let namespace = access.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
+    let client = kube::Client::try_from(config)
+        .map_err(|e| Error::Client(crate::error::render_chain(&e)))?;
+    Ok(Cluster { client, namespace, warnings })
+}
+
+/// The kubeconfig to use and a name for it in messages; `None` for in-cluster.
+fn load(access: &Access) -> Result<Option<(String, Kubeconfig)>, Error> {
+    if let Some(text) = &access.kubeconfig {
+        let source_ = "the kubeconfig input".to_owned();
+        return parse(text)
+            .map(|k| Some((source_.clone(), k)))
+            .map_err(|detail| Error::Kubeconfig { source_, detail });
+    }
+    let existing: Vec<&PathBuf> = access.kubeconfig_paths.iter().filter(|p| p.is_file()).collect();
+    if !existing.is_empty() {
+        let names = existing.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
+        let source_ = format!("KUBECONFIG ({names})");
+        let mut merged = Kubeconfig::default();
+        for path in existing {
+            let next = read(path)
+                .map_err(|detail| Error::Kubeconfig { source_: source_.clone(), detail })?;
+            merged = merged.merge(next).map_err(|e| Error::Kubeconfig {
+                source_: source_.clone(),
+                detail: e.to_string(),
+            })?;
+        }
+        return Ok(Some((source_, merged)));
+    }
+    if let Some(home) = &access.home {
+        let path = home.join(".kube/config");
+        if path.is_file() {
+            let source_ = path.display().to_string();
+            return read(&path)
+                .map(|k| Some((source_.clone(), k)))
+                .map_err(|detail| Error::Kubeconfig { source_, detail });
+        }
+    }
+    Ok(None)
+}
+
+fn read(path: &Path) -> Result<Kubeconfig, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    parse(&text)
+}
+
+/// YAML, or base64 of YAML (what CI secrets usually hold).
+pub fn parse(text: &str) -> Result<Kubeconfig, String> {
+    let trimmed = text.trim();
+    let looks_like_yaml =
+        trimmed.contains("apiVersion") || trimmed.contains("clusters") || trimmed.starts_with('{');
+    let yaml = if looks_like_yaml {
+        trimmed.to_owned()
+    } else {
+        let compact: String = trimmed.chars().filter(|c| !c.is_whitespace()).collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(compact.as_bytes())
+            .map_err(|_| "it is neither kubeconfig YAML nor base64".to_owned())?;
+        String::from_utf8(bytes).map_err(|_| "its base64 does not decode to text".to_owned())?
+    };
+    let kubeconfig = Kubeconfig::from_yaml(&yaml).map_err(|e| crate::error::render_chain(&e))?;
+    if kubeconfig.clusters.is_empty() {
+        return Err("it has no clusters".into());
+    }
+    Ok(kubeconfig)
+}
+
+fn on_path(command: &str) -> bool {
+    if command.contains('/') {
+        return Path::new(command).is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(command).is_file()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:6443\n\
+        contexts:\n- name: ctx\n  context:\n    cluster: c\n    user: u\n    namespace: prod\ncurrent-context: ctx\n\
+        users:\n- name: u\n  user:\n    token: t\n";
+
+    /// YAML and base64 of YAML are both taken.
+    #[test]
+    fn yaml_or_base64() {
+        assert!(parse(CONFIG).is_ok());
+        let b64 = base64::engine::general_purpose::STANDARD.encode(CONFIG);
+        assert!(parse(&b64).is_ok());
+        // CI secrets often wrap base64 lines.
+        let wrapped: String = b64
+            .as_bytes()
+            .chunks(60)
+            .map(|c| format!("{}\n", String::from_utf8_lossy(c)))
+            .collect();
+        assert!(parse(&wrapped).is_ok());
+    }
+
+    /// Garbage is refused with a reason that never quotes it.
+    #[test]
+    fn garbage_is_refused() {
+        for bad in ["%%% not base64", "aGVsbG8=", "apiVersion: v1\nkind: Config\n"] {
+            let e = parse(bad).unwrap_err();
+            assert!(!e.contains("%%%"), "{e}");
+        }
+    }
+}
