@@ -12,6 +12,12 @@ pub enum Error {
     /// Exit 3 (2 for an unreadable docker config): the registry; nothing was changed.
     #[error(transparent)]
     Registry(#[from] crate::registry::Error),
+    /// Exit 2: the cluster cannot be reached from this configuration.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::Error),
+    /// Exit 4 for the API, exit 2 for container choices.
+    #[error(transparent)]
+    Targets(#[from] crate::targets::Error),
 }
 
 impl Error {
@@ -20,6 +26,8 @@ impl Error {
         match self {
             Self::Inputs(_) => 2,
             Self::Registry(e) => e.exit_code(),
+            Self::Cluster(_) => 2,
+            Self::Targets(e) => e.exit_code(),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod inputs;
 pub mod log;
 pub mod registry;
+pub mod report;
 pub mod rollout;
 pub mod run;
 pub mod targets;

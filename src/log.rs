@@ -20,6 +20,11 @@ pub fn warn(message: impl Display) {
     eprintln!("warning: {message}");
 }
 
+/// A failure: what went wrong and what to do.
+pub fn error(message: impl Display) {
+    eprintln!("error: {message}");
+}
+
 /// Detail for debugging a run.
 pub fn debug(message: impl Display) {
     if DEBUG.load(Ordering::Relaxed) {

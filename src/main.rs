@@ -41,17 +41,20 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-    match runtime.block_on(kubeship::run::run(&inputs)) {
-        Ok(resolved) => {
-            kubeship::log::warn(
-                "this build resolves the digest only; patching and waiting on the workloads is not built yet",
-            );
-            let result = serde_json::json!({ "digest": resolved.digest, "image": resolved.pinned });
-            println!("{result}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(&e),
+    let run = runtime.block_on(kubeship::run::run(&inputs));
+    if let Some(error) = &run.error {
+        eprintln!("kubeship: {}", kubeship::error::render_chain(error));
     }
+    let outputs = run.report.outputs();
+    if let Some(path) =
+        env().find(|(k, _)| k == "GITHUB_OUTPUT").map(|(_, v)| v).filter(|p| !p.is_empty())
+        && let Err(e) = kubeship::report::write_github_output(std::path::Path::new(&path), &outputs)
+    {
+        eprintln!("kubeship: cannot write the outputs to $GITHUB_OUTPUT ({path}): {e}");
+        return ExitCode::from(1);
+    }
+    println!("{}", run.report.json());
+    ExitCode::from(run.exit_code())
 }
 
 fn fail(error: &kubeship::Error) -> ExitCode {

@@ -1,15 +1,45 @@
-//! The pipeline, the one place where the stages meet. Each stage takes the previous stage's
-//! typed result; nothing here talks HTTP itself.
+//! The pipeline, the one place where the stages meet:
+//! inputs → registry → cluster → targets (read, choose, patch) → rollout → report.
+//! Every target is read and its containers chosen before the first write, so an input
+//! mistake changes nothing; all targets are patched first, then waited on together.
+
+use tokio::time::Instant;
 
 use crate::Error;
 use crate::inputs::Inputs;
-use crate::registry::{self, Credentials, Resolved};
+use crate::registry::{self, Credentials};
+use crate::report::{ContainerReport, Report, TargetReport};
+use crate::rollout::{self, End};
+use crate::targets::{self, select};
 
-/// Runs the stages that exist so far: the inputs are already checked; this resolves the digest.
-///
-/// # Errors
-/// The first stage error; see [`Error::exit_code`].
-pub async fn run(inputs: &Inputs) -> Result<Resolved, Error> {
+/// The report, always, and the error that ended the run, if one did.
+pub struct Run {
+    pub report: Report,
+    pub error: Option<Error>,
+}
+
+impl Run {
+    /// The contract's exit code.
+    pub fn exit_code(&self) -> u8 {
+        match (&self.error, self.report.status) {
+            (Some(e), _) => e.exit_code(),
+            (None, "failed" | "timed-out") => 1,
+            (None, _) => 0,
+        }
+    }
+}
+
+/// Runs every stage.
+pub async fn run(inputs: &Inputs) -> Run {
+    let started = Instant::now();
+    let mut report = Report { status: "failed", ..Report::default() };
+    let error = pipeline(inputs, &mut report, started).await.err();
+    report.duration_seconds = started.elapsed().as_secs_f64();
+    Run { report, error }
+}
+
+async fn pipeline(inputs: &Inputs, report: &mut Report, started: Instant) -> Result<(), Error> {
+    // Registry: the digest.
     let credentials = credentials(inputs).await?;
     crate::log::debug(format_args!("registry credentials: {}", credentials.source));
     let options = registry::Options {
@@ -20,7 +50,146 @@ pub async fn run(inputs: &Inputs) -> Result<Resolved, Error> {
     let resolved =
         registry::resolve(&inputs.image, inputs.digest.as_deref(), credentials, &options).await?;
     crate::log::info(format_args!("{} is {}", inputs.image, resolved.digest));
-    Ok(resolved)
+    report.digest = Some(resolved.digest.clone());
+    report.image = Some(resolved.pinned.clone());
+
+    // Cluster and targets: read everything, choose every container, before any write.
+    let cluster = crate::cluster::connect(&inputs.cluster).await?;
+    for warning in &cluster.warnings {
+        crate::log::warn(warning);
+    }
+    let mut plans = Vec::new();
+    for target in &inputs.targets {
+        let workload = targets::read(&cluster.client, &cluster.namespace, target).await?;
+        let (changes, warning) = select::select(
+            &workload.display(),
+            &workload.containers,
+            &inputs.containers,
+            &inputs.image,
+            &resolved.pinned,
+        )
+        .map_err(targets::Error::from)?;
+        if let Some(warning) = warning {
+            crate::log::warn(warning);
+        }
+        plans.push((workload, changes));
+    }
+
+    // Patch: one strategic merge patch per target that changes.
+    let cause = change_cause(inputs, &resolved.pinned);
+    let mut waits = Vec::new();
+    for (workload, changes) in &plans {
+        let changing: Vec<select::Change> =
+            changes.iter().filter(|c| c.changes()).cloned().collect();
+        let patched = if changing.is_empty() {
+            crate::log::info(format_args!(
+                "{} already runs {}",
+                workload.display(),
+                resolved.pinned
+            ));
+            workload.current.clone()
+        } else {
+            let body = targets::patch_body(&changing, &cause);
+            let patched = targets::apply(&cluster.client, workload, &body, inputs.dry_run).await?;
+            for change in &changing {
+                crate::log::info(format_args!(
+                    "{}{}: {} {} → {}",
+                    if inputs.dry_run { "(dry run) " } else { "" },
+                    workload.display(),
+                    change.name,
+                    change.previous_image,
+                    change.image
+                ));
+            }
+            patched
+        };
+        report.changed |= !changing.is_empty();
+        report.targets.push(TargetReport {
+            kind: workload.kind.as_str(),
+            namespace: workload.namespace.clone(),
+            name: workload.name.clone(),
+            status: "applied",
+            changed: !changing.is_empty(),
+            revision: patched.revision.clone(),
+            replicas: 0,
+            ready_replicas: 0,
+            message: String::new(),
+            containers: changing
+                .iter()
+                .map(|c| ContainerReport {
+                    name: c.name.clone(),
+                    previous_image: c.previous_image.clone(),
+                    image: c.image.clone(),
+                })
+                .collect(),
+        });
+        waits.push((workload.clone(), patched));
+    }
+    if inputs.dry_run {
+        report.status = "dry-run";
+        return Ok(());
+    }
+    if !inputs.wait {
+        report.status = "applied";
+        return Ok(());
+    }
+
+    // Wait on every target together.
+    let deadline = started + inputs.timeout;
+    let client = &cluster.client;
+    let outcomes = futures_util::future::join_all(waits.iter().map(|(workload, patched)| async move {
+        if workload.on_delete {
+            crate::log::warn(format_args!(
+                "{} uses the OnDelete update strategy: its pods change only when deleted, so kubeship does not wait",
+                workload.display()
+            ));
+            return None;
+        }
+        Some(rollout::wait(client, workload, patched, started, deadline).await)
+    }))
+    .await;
+    let mut statuses = Vec::new();
+    for (target, outcome) in report.targets.iter_mut().zip(outcomes) {
+        let Some(outcome) = outcome else {
+            statuses.push("applied");
+            continue;
+        };
+        target.status = match outcome.end {
+            End::Succeeded => "succeeded",
+            End::Failed => "failed",
+            End::TimedOut => "timed-out",
+        };
+        target.message = outcome.message.clone();
+        target.replicas = outcome.counts.desired;
+        target.ready_replicas = outcome.counts.ready;
+        target.revision = outcome.revision.clone();
+        match outcome.end {
+            End::Succeeded => crate::log::info(&outcome.message),
+            _ => crate::log::error(&outcome.message),
+        }
+        statuses.push(target.status);
+    }
+    report.status = if statuses.contains(&"failed") {
+        "failed"
+    } else if statuses.contains(&"timed-out") {
+        "timed-out"
+    } else if statuses.iter().all(|s| *s == "applied") {
+        "applied"
+    } else {
+        "succeeded"
+    };
+    Ok(())
+}
+
+/// The `kubernetes.io/change-cause`: the pinned image, and the GitHub run that pinned it.
+fn change_cause(inputs: &Inputs, pinned: &str) -> String {
+    match &inputs.github {
+        Some((repository, sha, url)) => {
+            let short: String = sha.chars().take(12).collect();
+            format!("kubeship: {pinned} from {repository}@{short} ({url})")
+        }
+        None => format!("kubeship: {pinned}"),
+    }
 }
 
 /// The inputs' credentials, else the docker config's, else none.

@@ -57,10 +57,11 @@ pub struct Inputs {
     pub digest: Option<String>,
     pub targets: Vec<Target>,
     pub containers: Vec<String>,
-    pub namespace: Option<String>,
-    pub kubeconfig: Option<String>,
-    pub context: Option<String>,
+    /// `namespace`, `kubeconfig`, `context`, and where else a kubeconfig may be.
+    pub cluster: crate::cluster::Access,
     pub registry: RegistryInputs,
+    /// Under GitHub Actions: `owner/repo`, the commit, and the run's URL, for the change cause.
+    pub github: Option<(String, String, String)>,
     pub wait: bool,
     pub timeout: Duration,
     pub fail_fast: bool,
@@ -202,14 +203,32 @@ impl Inputs {
             Ok(text(input, value)?.map(PathBuf::from))
         };
 
+        let home = env("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+        let kubeconfig_paths = env("KUBECONFIG")
+            .map(|list| list.split(':').filter(|p| !p.is_empty()).map(PathBuf::from).collect())
+            .unwrap_or_default();
+        let github = match (env("GITHUB_REPOSITORY"), env("GITHUB_SHA"), env("GITHUB_RUN_ID")) {
+            (Some(repository), Some(sha), Some(run)) if !repository.is_empty() => {
+                let server =
+                    env("GITHUB_SERVER_URL").unwrap_or_else(|| "https://github.com".into());
+                let url = format!("{server}/{repository}/actions/runs/{run}");
+                Some((repository, sha, url))
+            }
+            _ => None,
+        };
         Ok(Self {
             image,
             digest,
             targets,
             containers,
-            namespace,
-            kubeconfig: raw.kubeconfig.filter(|k| !k.trim().is_empty()),
-            context,
+            cluster: crate::cluster::Access {
+                kubeconfig: raw.kubeconfig.filter(|k| !k.trim().is_empty()),
+                context,
+                namespace,
+                kubeconfig_paths,
+                home,
+            },
+            github,
             registry: RegistryInputs {
                 credentials,
                 extra_ca,
@@ -273,7 +292,7 @@ mod tests {
         );
         assert_eq!(i.max_restarts, 2);
         assert_eq!(i.targets, [Target { kind: Kind::Deployment, name: "api".into() }]);
-        assert!(i.containers.is_empty() && i.namespace.is_none() && i.digest.is_none());
+        assert!(i.containers.is_empty() && i.cluster.namespace.is_none() && i.digest.is_none());
     }
 
     /// Missing required inputs name every variable that would set them.

@@ -9,3 +9,7 @@ mod support;
 // Digest resolution against a real docker-registry: every manifest kind, the three auth
 // setups, read-after-push lag, faults, and what the registry received.
 mod registry;
+
+// The whole run against the simulated cluster, with a real registry behind its kubelet:
+// exit codes, outputs, and the requests the cluster received.
+mod deploy;

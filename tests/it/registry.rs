@@ -425,10 +425,14 @@ fn credential_helper_from_path() {
     let path = format!("{}:/usr/bin:/bin", bin.display());
     let ca = registry.tls.as_ref().unwrap().ca_pem.display().to_string();
     let image = format!("{}/secure/app:v1", registry.host);
+    let (_sim, kube) = crate::support::cluster_running(&image);
+    let kubeconfig = kube.path().join("kubeconfig");
     let vars = [
         ("KUBESHIP_IMAGE", image.as_str()),
         ("KUBESHIP_DEPLOYMENT", "api"),
         ("KUBESHIP_REGISTRY_CA", ca.as_str()),
+        ("KUBESHIP_DRY_RUN", "true"),
+        ("KUBECONFIG", kubeconfig.to_str().unwrap()),
         ("DOCKER_CONFIG", config.to_str().unwrap()),
         ("PATH", path.as_str()),
     ];
@@ -541,10 +545,14 @@ fn binary_logs_the_rate_limit() {
         ("ratelimit-remaining".to_owned(), "20;w=21600".to_owned()),
     ];
     proxy.add(Rule::any("/manifests/", 1, Action::AddHeaders(headers)));
+    let (_sim, kube) = crate::support::cluster_running(&image);
+    let kubeconfig = kube.path().join("kubeconfig");
     let output = kubeship(&[
         ("INPUT_IMAGE", &image),
         ("INPUT_DEPLOYMENT", "api"),
         ("INPUT_INSECURE-REGISTRY", "true"),
+        ("INPUT_DRY-RUN", "true"),
+        ("KUBECONFIG", kubeconfig.to_str().unwrap()),
     ]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(

@@ -45,3 +45,20 @@ pub fn kubeship(vars: &[(&str, &str)]) -> Output {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// A simulated cluster whose Deployment `api` runs `image`, and a kubeconfig for it; for
+/// tests of the registry stage that run the whole binary (with `dry-run`).
+pub fn cluster_running(image: &str) -> (kubesim::Simulator, tempfile::TempDir) {
+    let sim = kubesim::Simulator::start(kubesim::Options {
+        manual_clock: true,
+        ..kubesim::Options::default()
+    })
+    .expect("simulator");
+    let deployment = serde_json::json!({"metadata": {"name": "api", "namespace": "default"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "api"}},
+            "template": {"metadata": {"labels": {"app": "api"}}, "spec": {"containers": [{"name": "app", "image": image}]}}}});
+    sim.create(&kubesim::resources::DEPLOYMENTS, deployment).expect("deployment");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("kubeconfig"), sim.kubeconfig(None)).expect("kubeconfig");
+    (sim, dir)
+}

@@ -1,0 +1,302 @@
+//! End to end: the kubeship binary, a real registry, and kubesim.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use kubeship_testkit::push::Kind;
+use kubeship_testkit::{Registry, Setup};
+use kubesim::{Behaviour, Options, Simulator, resources};
+use serde_json::{Value, json};
+
+struct World {
+    registry: Registry,
+    sim: Simulator,
+    dir: tempfile::TempDir,
+    v1: String,
+    v2: String,
+}
+
+impl World {
+    /// A registry with app:v1 and app:v2, and a cluster whose Deployment `api` runs v1.
+    fn start(manual_clock: bool) -> Self {
+        let registry = Registry::start(Setup::Anonymous).unwrap();
+        let pusher = registry.pusher().unwrap();
+        pusher.image("acme/api", "v1", Kind::OciManifest, "one").unwrap();
+        pusher.image("acme/api", "v2", Kind::OciIndex, "two").unwrap();
+        let v1 = registry.stored_digest("acme/api", "v1").unwrap();
+        let v2 = registry.stored_digest("acme/api", "v2").unwrap();
+        let sim = Simulator::start(Options {
+            manual_clock,
+            insecure_registries: vec![registry.host.clone()],
+            ..Options::default()
+        })
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("kubeconfig"), sim.kubeconfig(Some("prod"))).unwrap();
+        sim.create(&resources::NAMESPACES, json!({"metadata": {"name": "prod"}})).unwrap();
+        let world = Self { registry, sim, dir, v1, v2 };
+        world.deployment("api", &format!("{}/acme/api:v1", world.registry.host), 2);
+        world
+    }
+
+    fn deployment(&self, name: &str, image: &str, replicas: u32) {
+        let d = json!({"metadata": {"name": name, "namespace": "prod"},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": "app", "image": image}, {"name": "proxy", "image": "envoy:1"}]}}}});
+        self.sim.create(&resources::DEPLOYMENTS, d).unwrap();
+        // Let the kubelet's registry look-ups land.
+        for _ in 0..100 {
+            self.sim.settle();
+            let d = self.sim.get(&resources::DEPLOYMENTS, "prod", name).unwrap();
+            if d["status"]["availableReplicas"] == replicas {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("deployment {name} never became available");
+    }
+
+    fn image(&self, tag: &str) -> String {
+        format!("{}/acme/api:{tag}", self.registry.host)
+    }
+
+    fn pinned(&self, digest: &str) -> String {
+        format!("{}/acme/api@{digest}", self.registry.host)
+    }
+
+    fn command(&self, vars: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kubeship"));
+        command
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
+            .env("GITHUB_OUTPUT", self.dir.path().join("output"))
+            .env("INPUT_INSECURE-REGISTRY", "true")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in vars {
+            command.env(k, v);
+        }
+        command
+    }
+
+    fn run(&self, vars: &[(&str, &str)]) -> Run {
+        let _ = std::fs::remove_file(self.dir.path().join("output"));
+        let output = self.command(vars).output().unwrap();
+        self.finish(output)
+    }
+
+    fn finish(&self, output: Output) -> Run {
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let result =
+            stdout.lines().last().and_then(|l| serde_json::from_str(l).ok()).unwrap_or(Value::Null);
+        let text = std::fs::read_to_string(self.dir.path().join("output")).unwrap_or_default();
+        Run {
+            code: output.status.code(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            result,
+            outputs: parse_outputs(&text),
+        }
+    }
+
+    fn container_image(&self, name: &str) -> String {
+        let d = self.sim.get(&resources::DEPLOYMENTS, "prod", name).unwrap();
+        d["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().to_owned()
+    }
+
+    fn patches(&self) -> Vec<kubesim::Logged> {
+        self.sim.requests().into_iter().filter(|r| r.method == "PATCH").collect()
+    }
+}
+
+struct Run {
+    code: Option<i32>,
+    stderr: String,
+    result: Value,
+    outputs: BTreeMap<String, String>,
+}
+
+/// `$GITHUB_OUTPUT` read with the runner's heredoc rules.
+fn parse_outputs(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(header) = lines.next() {
+        let Some((name, delimiter)) = header.split_once("<<") else {
+            panic!("not a heredoc header: {header}")
+        };
+        let mut value = Vec::new();
+        for line in lines.by_ref() {
+            if line == delimiter {
+                break;
+            }
+            value.push(line);
+        }
+        out.insert(name.to_owned(), value.join("\n"));
+    }
+    out
+}
+
+/// A good rollout: the digest pinned on the matching container only, with field manager
+/// kubeship, kubectl's success, and the outputs of the contract.
+#[test]
+fn good_rollout_pins_the_digest() {
+    let w = World::start(false);
+    let run = w.run(&[("INPUT_IMAGE", &w.image("v2")), ("INPUT_DEPLOYMENT", "api")]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.result["status"], "succeeded");
+    assert_eq!(run.result["digest"], w.v2.as_str());
+    let target = &run.result["targets"][0];
+    assert_eq!(
+        (target["kind"].as_str(), target["namespace"].as_str(), target["name"].as_str()),
+        (Some("Deployment"), Some("prod"), Some("api"))
+    );
+    assert_eq!(target["message"], "deployment \"api\" successfully rolled out");
+    assert_eq!(
+        target["containers"],
+        json!([{"name": "app", "previous_image": w.image("v1"), "image": w.pinned(&w.v2)}])
+    );
+    assert_eq!(w.container_image("api"), w.pinned(&w.v2));
+    let d = w.sim.get(&resources::DEPLOYMENTS, "prod", "api").unwrap();
+    assert_eq!(d["spec"]["template"]["spec"]["containers"][1]["image"], "envoy:1");
+    assert_eq!(
+        d["metadata"]["annotations"]["kubernetes.io/change-cause"],
+        format!("kubeship: {}", w.pinned(&w.v2))
+    );
+
+    let patches = w.patches();
+    assert_eq!(patches.len(), 1);
+    assert_eq!(patches[0].query.get("fieldManager").map(String::as_str), Some("kubeship"));
+    assert_eq!(patches[0].content_type, "application/strategic-merge-patch+json");
+
+    assert_eq!(run.outputs["status"], "succeeded");
+    assert_eq!(run.outputs["changed"], "true");
+    assert_eq!(run.outputs["digest"], w.v2);
+    assert_eq!(run.outputs["image"], w.pinned(&w.v2));
+    assert_eq!(run.outputs["previous-image"], w.image("v1"));
+    assert_eq!(run.outputs["revision"], "2");
+    assert_eq!(run.outputs["ready-replicas"], "2");
+    let result: Value = serde_json::from_str(&run.outputs["result"]).unwrap();
+    assert_eq!(result, run.result);
+    // The pods run what the registry serves.
+    let pods = w.sim.list(&resources::PODS, "prod");
+    assert!(
+        pods.iter()
+            .all(|p| p["status"]["containerStatuses"][0]["imageID"] == w.pinned(&w.v2).as_str())
+    );
+}
+
+/// Already at the digest: nothing is patched, changed=false, success.
+#[test]
+fn already_pinned_is_a_no_op() {
+    let w = World::start(false);
+    w.deployment("web", &w.pinned(&w.v1), 1);
+    w.sim.clear_requests();
+    let run = w.run(&[("INPUT_IMAGE", &w.image("v1")), ("INPUT_DEPLOYMENT", "web")]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(
+        (run.outputs["changed"].as_str(), run.outputs["status"].as_str()),
+        ("false", "succeeded")
+    );
+    assert!(w.patches().is_empty());
+}
+
+/// A container that does not exist: exit 2, its containers listed, nothing changed.
+#[test]
+fn unknown_container_changes_nothing() {
+    let w = World::start(false);
+    w.sim.clear_requests();
+    let run = w.run(&[
+        ("INPUT_IMAGE", &w.image("v2")),
+        ("INPUT_DEPLOYMENT", "api"),
+        ("INPUT_CONTAINER", "nope"),
+    ]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("has no container \"nope\"") && run.stderr.contains("proxy (envoy:1)"),
+        "{}",
+        run.stderr
+    );
+    assert!(w.patches().is_empty());
+    assert_eq!(w.container_image("api"), w.image("v1"));
+}
+
+/// A missing target: exit 4 naming kind, namespace and name; other targets untouched.
+#[test]
+fn missing_target_is_exit_4_before_any_patch() {
+    let w = World::start(false);
+    w.sim.clear_requests();
+    let run = w.run(&[("INPUT_IMAGE", &w.image("v2")), ("INPUT_DEPLOYMENT", "api,sts/db")]);
+    assert_eq!(run.code, Some(4), "{}", run.stderr);
+    assert!(run.stderr.contains("StatefulSet prod/db was not found"), "{}", run.stderr);
+    assert!(w.patches().is_empty());
+}
+
+/// dry-run: the patch is sent with dryRun=All and nothing changes; wait=false: applied.
+#[test]
+fn dry_run_and_no_wait() {
+    let w = World::start(false);
+    let run = w.run(&[
+        ("INPUT_IMAGE", &w.image("v2")),
+        ("INPUT_DEPLOYMENT", "api"),
+        ("INPUT_DRY-RUN", "true"),
+    ]);
+    assert_eq!((run.code, run.outputs["status"].as_str()), (Some(0), "dry-run"), "{}", run.stderr);
+    assert_eq!(w.patches()[0].query.get("dryRun").map(String::as_str), Some("All"));
+    assert_eq!(w.container_image("api"), w.image("v1"));
+    let run = w.run(&[
+        ("INPUT_IMAGE", &w.image("v2")),
+        ("INPUT_DEPLOYMENT", "api"),
+        ("INPUT_WAIT", "false"),
+    ]);
+    assert_eq!((run.code, run.outputs["status"].as_str()), (Some(0), "applied"), "{}", run.stderr);
+    assert_eq!(w.container_image("api"), w.pinned(&w.v2));
+}
+
+/// Pods that never get ready: the progress deadline fails the run with kubectl's words,
+/// as soon as the controller says so (the clock is advanced past 600 s).
+#[test]
+fn progress_deadline_fails_the_run() {
+    let w = World::start(true);
+    w.sim.script(&w.pinned(&w.v2), Behaviour { never_ready: true, ..Behaviour::default() });
+    let child = w
+        .command(&[
+            ("INPUT_IMAGE", &w.image("v2")),
+            ("INPUT_DEPLOYMENT", "api"),
+            ("INPUT_TIMEOUT", "1m"),
+        ])
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if !w.patches().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    w.sim.advance(Duration::from_secs(601));
+    let run = w.finish(child.wait_with_output().unwrap());
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(run.outputs["status"], "failed");
+    assert_eq!(
+        run.result["targets"][0]["message"],
+        "deployment \"api\" exceeded its progress deadline"
+    );
+}
+
+/// The run's own deadline: timed-out, exit 1, the last waiting message kept.
+#[test]
+fn timeout_is_timed_out() {
+    let w = World::start(false);
+    w.sim.script(&w.pinned(&w.v2), Behaviour { never_ready: true, ..Behaviour::default() });
+    let run = w.run(&[
+        ("INPUT_IMAGE", &w.image("v2")),
+        ("INPUT_DEPLOYMENT", "api"),
+        ("INPUT_TIMEOUT", "2s"),
+    ]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(run.outputs["status"], "timed-out");
+    let message = run.result["targets"][0]["message"].as_str().unwrap();
+    assert!(message.starts_with("deployment/api did not finish rolling out within 2s: Waiting for deployment \"api\" rollout to finish"), "{message}");
+}
