@@ -137,7 +137,7 @@ async fn pipeline(inputs: &Inputs, report: &mut Report, started: Instant) -> Res
     // Wait on every target together.
     let deadline = started + inputs.timeout;
     let client = &cluster.client;
-    let outcomes = futures_util::future::join_all(waits.iter().map(|(workload, patched)| async move {
+    let outcomes = futures_util::future::join_all(waits.iter().zip(&report.targets).map(|((workload, patched), target)| async move {
         if workload.on_delete {
             crate::log::warn(format_args!(
                 "{} uses the OnDelete update strategy: its pods change only when deleted, so kubeship does not wait",
@@ -145,7 +145,11 @@ async fn pipeline(inputs: &Inputs, report: &mut Report, started: Instant) -> Res
             ));
             return None;
         }
-        Some(rollout::wait(client, workload, patched, started, deadline).await)
+        let fail_fast = inputs.fail_fast.then(|| rollout::FailFast {
+            changed: target.containers.iter().map(|c| (c.name.clone(), c.image.clone())).collect(),
+            max_restarts: i32::try_from(inputs.max_restarts).unwrap_or(i32::MAX),
+        });
+        Some(rollout::wait(client, workload, patched, fail_fast, started, deadline).await)
     }))
     .await;
     let mut statuses = Vec::new();

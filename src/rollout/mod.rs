@@ -3,6 +3,7 @@
 //! our patch; kubectl's verdicts from `status`; and the failures kubectl does not see: a
 //! paused Deployment, pods that cannot be created, a target deleted or re-created.
 
+pub mod pods;
 pub mod status;
 
 use std::fmt::Debug;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use futures_util::TryStreamExt as _;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt as _, watcher};
 use serde::de::DeserializeOwned;
@@ -133,20 +135,93 @@ impl Tracked for DaemonSet {
     }
 }
 
-/// Waits for `workload`'s rollout of `patched` until `deadline`.
+/// What the wait watches for besides the workload.
+#[derive(Debug, Clone)]
+pub struct FailFast {
+    /// The containers this run changed, `(name, image)`: the pods of this rollout run them.
+    pub changed: Vec<(String, String)>,
+    pub max_restarts: i32,
+}
+
+/// Waits for `workload`'s rollout of `patched` until `deadline`, failing early on what the
+/// new pods say when `fail_fast` is given.
 pub async fn wait(
     client: &kube::Client,
     workload: &Workload,
     patched: &Patched,
+    fail_fast: Option<FailFast>,
     started: Instant,
     deadline: Instant,
 ) -> Outcome {
-    match workload.kind {
-        Kind::Deployment => watch::<Deployment>(client, workload, patched, started, deadline).await,
-        Kind::StatefulSet => {
-            watch::<StatefulSet>(client, workload, patched, started, deadline).await
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let pods = fail_fast
+        .filter(|f| !f.changed.is_empty())
+        .map(|f| tokio::spawn(watch_pods(client.clone(), workload.clone(), f, tx)));
+    let outcome = match workload.kind {
+        Kind::Deployment => {
+            watch::<Deployment>(client, workload, patched, started, deadline, rx).await
         }
-        Kind::DaemonSet => watch::<DaemonSet>(client, workload, patched, started, deadline).await,
+        Kind::StatefulSet => {
+            watch::<StatefulSet>(client, workload, patched, started, deadline, rx).await
+        }
+        Kind::DaemonSet => {
+            watch::<DaemonSet>(client, workload, patched, started, deadline, rx).await
+        }
+    };
+    if let Some(pods) = pods {
+        pods.abort();
+    }
+    outcome
+}
+
+/// Watches the workload's pods; those that run this rollout's images are classified, and the
+/// first failure is sent.
+async fn watch_pods(
+    client: kube::Client,
+    workload: Workload,
+    fail_fast: FailFast,
+    failures: tokio::sync::mpsc::Sender<String>,
+) {
+    let api = Api::<Pod>::namespaced(client, &workload.namespace);
+    let mut config = watcher::Config::default();
+    if let Some(selector) = &workload.selector {
+        config = config.labels(selector);
+    }
+    let stream = watcher(api, config).default_backoff();
+    futures_util::pin_mut!(stream);
+    let mut seen = pods::Seen::new();
+    let mut warned = std::collections::BTreeSet::new();
+    loop {
+        let event = match stream.try_next().await {
+            Ok(Some(event)) => event,
+            Ok(None) => return,
+            Err(e) => {
+                crate::log::debug(format_args!("{}: pod watch: {e}", workload.display()));
+                continue;
+            }
+        };
+        let (watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) = event else { continue };
+        let images: std::collections::BTreeMap<String, String> = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
+            .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+            .collect();
+        let ours = fail_fast.changed.iter().all(|(name, image)| images.get(name) == Some(image));
+        if !ours {
+            continue;
+        }
+        match pods::classify(&pod, fail_fast.max_restarts, &mut seen) {
+            Some(pods::Signal::Fail(message)) => {
+                let _ = failures.send(format!("{}: {message}", workload.display())).await;
+                return;
+            }
+            Some(pods::Signal::Warn(message)) if warned.insert(message.clone()) => {
+                crate::log::warn(message);
+            }
+            Some(pods::Signal::Warn(_)) => {}
+            None => {}
+        }
     }
 }
 
@@ -164,6 +239,7 @@ async fn watch<K: Tracked>(
     patched: &Patched,
     started: Instant,
     deadline: Instant,
+    mut pod_failures: tokio::sync::mpsc::Receiver<String>,
 ) -> Outcome {
     let api = Api::<K>::namespaced(client.clone(), &workload.namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={}", workload.name));
@@ -180,14 +256,19 @@ async fn watch<K: Tracked>(
     let mut seen = false;
     let mut warned = false;
     loop {
-        let next = match tokio::time::timeout_at(deadline, stream.try_next()).await {
-            Err(_) => {
-                let waited = humanize(started.elapsed());
-                last.message =
-                    format!("{label} did not finish rolling out within {waited}: {}", last.message);
-                return last;
+        let next = tokio::select! {
+            next = tokio::time::timeout_at(deadline, stream.try_next()) => match next {
+                Err(_) => {
+                    let waited = humanize(started.elapsed());
+                    last.message =
+                        format!("{label} did not finish rolling out within {waited}: {}", last.message);
+                    return last;
+                }
+                Ok(next) => next,
+            },
+            Some(message) = pod_failures.recv() => {
+                return Outcome { end: End::Failed, message, ..last };
             }
-            Ok(next) => next,
         };
         let object = match next {
             Ok(Some(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) => o,

@@ -59,6 +59,8 @@ pub struct Workload {
     pub on_delete: bool,
     /// The object as read: what an unchanged target is judged by.
     pub current: Patched,
+    /// The pods' label selector (`matchLabels`), for the fail-fast pod watch.
+    pub selector: Option<String>,
 }
 
 impl Workload {
@@ -128,13 +130,13 @@ pub async fn read(
     target: &Target,
 ) -> Result<Workload, Error> {
     let failed = |e| api_error(target.kind, namespace, &target.name, "get", e);
-    let (metadata, template, on_delete) = match target.kind {
+    let (metadata, template, on_delete, selector) = match target.kind {
         Kind::Deployment => {
             let d = Api::<Deployment>::namespaced(client.clone(), namespace)
                 .get(&target.name)
                 .await
                 .map_err(failed)?;
-            (d.metadata, d.spec.template, false)
+            (d.metadata, d.spec.template, false, d.spec.selector)
         }
         Kind::StatefulSet => {
             let s = Api::<StatefulSet>::namespaced(client.clone(), namespace)
@@ -143,7 +145,7 @@ pub async fn read(
                 .map_err(failed)?;
             let on_delete = s.spec.update_strategy.as_ref().and_then(|u| u.type_.as_deref())
                 == Some("OnDelete");
-            (s.metadata, s.spec.template, on_delete)
+            (s.metadata, s.spec.template, on_delete, s.spec.selector)
         }
         Kind::DaemonSet => {
             let d = Api::<DaemonSet>::namespaced(client.clone(), namespace)
@@ -152,9 +154,13 @@ pub async fn read(
                 .map_err(failed)?;
             let on_delete = d.spec.update_strategy.as_ref().and_then(|u| u.type_.as_deref())
                 == Some("OnDelete");
-            (d.metadata, d.spec.template, on_delete)
+            (d.metadata, d.spec.template, on_delete, d.spec.selector)
         }
     };
+    let selector = selector
+        .match_labels
+        .filter(|m| !m.is_empty())
+        .map(|labels| labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","));
     Ok(Workload {
         kind: target.kind,
         namespace: namespace.to_owned(),
@@ -162,6 +168,7 @@ pub async fn read(
         containers: containers(&template),
         on_delete,
         current: patched_from(metadata),
+        selector,
     })
 }
 

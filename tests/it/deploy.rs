@@ -20,6 +20,12 @@ struct World {
 impl World {
     /// A registry with app:v1 and app:v2, and a cluster whose Deployment `api` runs v1.
     fn start(manual_clock: bool) -> Self {
+        Self::start_with(manual_clock, true)
+    }
+
+    /// As [`World::start`]; without `reachable`, the kubelet is not told the registry speaks
+    /// plain HTTP, so its pulls from it fail (the Deployment starts on an image it need not pull).
+    fn start_with(manual_clock: bool, reachable: bool) -> Self {
         let registry = Registry::start(Setup::Anonymous).unwrap();
         let pusher = registry.pusher().unwrap();
         pusher.image("acme/api", "v1", Kind::OciManifest, "one").unwrap();
@@ -28,7 +34,7 @@ impl World {
         let v2 = registry.stored_digest("acme/api", "v2").unwrap();
         let sim = Simulator::start(Options {
             manual_clock,
-            insecure_registries: vec![registry.host.clone()],
+            insecure_registries: if reachable { vec![registry.host.clone()] } else { Vec::new() },
             ..Options::default()
         })
         .unwrap();
@@ -36,7 +42,12 @@ impl World {
         std::fs::write(dir.path().join("kubeconfig"), sim.kubeconfig(Some("prod"))).unwrap();
         sim.create(&resources::NAMESPACES, json!({"metadata": {"name": "prod"}})).unwrap();
         let world = Self { registry, sim, dir, v1, v2 };
-        world.deployment("api", &format!("{}/acme/api:v1", world.registry.host), 2);
+        let first = if reachable {
+            format!("{}/acme/api:v1", world.registry.host)
+        } else {
+            "nginx:1.27".to_owned()
+        };
+        world.deployment("api", &first, 2);
         world
     }
 
@@ -299,4 +310,72 @@ fn timeout_is_timed_out() {
     assert_eq!(run.outputs["status"], "timed-out");
     let message = run.result["targets"][0]["message"].as_str().unwrap();
     assert!(message.starts_with("deployment/api did not finish rolling out within 2s: Waiting for deployment \"api\" rollout to finish"), "{message}");
+}
+
+/// The new pods cannot pull the image: the run fails on ImagePullBackOff within seconds,
+/// where kubectl would sit out the 600 s progress deadline.
+#[test]
+fn image_pull_failure_fails_fast() {
+    let w = World::start_with(false, false);
+    let started = std::time::Instant::now();
+    let run = w.run(&[
+        ("INPUT_IMAGE", &w.image("v2")),
+        ("INPUT_DEPLOYMENT", "api"),
+        ("INPUT_CONTAINER", "app"),
+    ]);
+    let pods: Vec<Value> = w.sim.list(&resources::PODS, "prod");
+    let statuses: Vec<&Value> = pods.iter().map(|p| &p["status"]["containerStatuses"]).collect();
+    assert_eq!(run.code, Some(1), "{}\n{statuses:#?}", run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    assert_eq!(run.outputs["status"], "failed");
+    let message = run.result["targets"][0]["message"].as_str().unwrap();
+    assert!(message.contains("ImagePullBackOff") || message.contains("ErrImagePull"), "{message}");
+    assert!(
+        message.starts_with("deployment/api: pod api-") && message.contains("imagePullSecrets"),
+        "{message}"
+    );
+}
+
+/// A crash loop with OOMKilled: the run fails with the termination's reason and exit code.
+#[test]
+fn crash_loop_fails_fast_with_the_cause() {
+    let w = World::start(false);
+    let crash = Some((Duration::from_secs(1), "OOMKilled".to_owned(), 137));
+    // Crashing a second after start, before its readiness delay: it never becomes ready.
+    let ready_delay = Duration::from_secs(30);
+    w.sim.script(&w.pinned(&w.v2), Behaviour { crash, ready_delay, ..Behaviour::default() });
+    let run = w.run(&[
+        ("INPUT_IMAGE", &w.image("v2")),
+        ("INPUT_DEPLOYMENT", "api"),
+        ("INPUT_TIMEOUT", "60s"),
+    ]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let message = run.result["targets"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("keeps crashing") && message.contains("OOMKilled (exit code 137)"),
+        "{message}"
+    );
+}
+
+/// A configuration error fails at once; with fail-fast off, the run waits for its deadline.
+#[test]
+fn config_error_and_fail_fast_off() {
+    let w = World::start(false);
+    let config_error = Some("secret \"db\" not found".to_owned());
+    w.sim.script(&w.pinned(&w.v2), Behaviour { config_error, ..Behaviour::default() });
+    let run = w.run(&[
+        ("INPUT_IMAGE", &w.image("v2")),
+        ("INPUT_DEPLOYMENT", "api"),
+        ("INPUT_TIMEOUT", "60s"),
+    ]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let message = run.result["targets"][0]["message"].as_str().unwrap();
+    assert!(message.contains("CreateContainerConfigError: secret \"db\" not found"), "{message}");
+    let run = w.run(&[
+        ("INPUT_IMAGE", &w.image("v2")),
+        ("INPUT_DEPLOYMENT", "api"),
+        ("INPUT_TIMEOUT", "3s"),
+        ("INPUT_FAIL-FAST", "false"),
+    ]);
+    assert_eq!(run.outputs["status"], "timed-out", "{}", run.stderr);
 }
