@@ -41,7 +41,21 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-    let run = runtime.block_on(kubeship::run::run(&inputs));
+    let (stop, cancel) = tokio::sync::watch::channel(None);
+    runtime.spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) =
+            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        else {
+            return;
+        };
+        let number = tokio::select! {
+            _ = term.recv() => 15,
+            _ = int.recv() => 2,
+        };
+        let _ = stop.send(Some(number));
+    });
+    let run = runtime.block_on(kubeship::run::run(&inputs, cancel));
     if let Some(error) = &run.error {
         eprintln!("kubeship: {}", kubeship::error::render_chain(error));
     }

@@ -9,18 +9,24 @@ use crate::Error;
 use crate::inputs::Inputs;
 use crate::registry::{self, Credentials};
 use crate::report::{ContainerReport, Report, TargetReport};
-use crate::rollout::{self, End};
+use crate::rollout::{self, Cancel, End};
 use crate::targets::{self, select};
 
 /// The report, always, and the error that ended the run, if one did.
 pub struct Run {
     pub report: Report,
     pub error: Option<Error>,
+    /// The signal that interrupted the run.
+    pub signal: Option<i32>,
 }
 
 impl Run {
     /// The contract's exit code.
     pub fn exit_code(&self) -> u8 {
+        if let Some(signal) = self.signal {
+            // The shell's convention: 128 + the signal (130 for SIGINT, 143 for SIGTERM).
+            return u8::try_from(128 + signal).unwrap_or(1);
+        }
         match (&self.error, self.report.status) {
             (Some(e), _) => e.exit_code(),
             (None, "failed" | "timed-out") => 1,
@@ -29,56 +35,43 @@ impl Run {
     }
 }
 
-/// Runs every stage.
-pub async fn run(inputs: &Inputs) -> Run {
+/// Runs every stage; `cancel` stops it between targets and stops every wait at once.
+pub async fn run(inputs: &Inputs, cancel: Cancel) -> Run {
     let started = Instant::now();
     let mut report = Report { status: "failed", ..Report::default() };
-    let error = pipeline(inputs, &mut report, started).await.err();
+    let error = pipeline(inputs, &mut report, started, cancel.clone()).await.err();
+    let signal = *cancel.borrow();
+    if signal.is_some() {
+        report.status = "cancelled";
+        crate::log::error("interrupted: reporting the state as it is");
+    }
     report.duration_seconds = started.elapsed().as_secs_f64();
-    Run { report, error }
+    Run { report, error, signal }
 }
 
-async fn pipeline(inputs: &Inputs, report: &mut Report, started: Instant) -> Result<(), Error> {
-    // Registry: the digest.
-    let credentials = credentials(inputs).await?;
-    crate::log::debug(format_args!("registry credentials: {}", credentials.source));
-    let options = registry::Options {
-        insecure: inputs.registry.insecure,
-        extra_ca: inputs.registry.extra_ca.clone(),
-        tag_timeout: inputs.registry.tag_timeout,
+async fn pipeline(
+    inputs: &Inputs,
+    report: &mut Report,
+    started: Instant,
+    cancel: Cancel,
+) -> Result<(), Error> {
+    // Before the first write there is nothing to finish: an interrupt simply ends the run.
+    let mut stop = cancel.clone();
+    let prepared = tokio::select! {
+        prepared = prepare(inputs, report) => prepared?,
+        _ = stop.wait_for(Option::is_some) => return Ok(()),
     };
-    let resolved =
-        registry::resolve(&inputs.image, inputs.digest.as_deref(), credentials, &options).await?;
-    crate::log::info(format_args!("{} is {}", inputs.image, resolved.digest));
-    report.digest = Some(resolved.digest.clone());
-    report.image = Some(resolved.pinned.clone());
-
-    // Cluster and targets: read everything, choose every container, before any write.
-    let cluster = crate::cluster::connect(&inputs.cluster).await?;
-    for warning in &cluster.warnings {
-        crate::log::warn(warning);
-    }
-    let mut plans = Vec::new();
-    for target in &inputs.targets {
-        let workload = targets::read(&cluster.client, &cluster.namespace, target).await?;
-        let (changes, warning) = select::select(
-            &workload.display(),
-            &workload.containers,
-            &inputs.containers,
-            &inputs.image,
-            &resolved.pinned,
-        )
-        .map_err(targets::Error::from)?;
-        if let Some(warning) = warning {
-            crate::log::warn(warning);
-        }
-        plans.push((workload, changes));
-    }
+    let Prepared { resolved, cluster, plans } = prepared;
 
     // Patch: one strategic merge patch per target that changes.
     let cause = change_cause(inputs, &resolved.pinned);
     let mut waits = Vec::new();
     for (workload, changes) in &plans {
+        // A patch is never cut in half; an interrupt stops the run between targets, and the
+        // report names exactly the ones patched.
+        if cancel.borrow().is_some() {
+            return Ok(());
+        }
         let changing: Vec<select::Change> =
             changes.iter().filter(|c| c.changes()).cloned().collect();
         let patched = if changing.is_empty() {
@@ -137,7 +130,9 @@ async fn pipeline(inputs: &Inputs, report: &mut Report, started: Instant) -> Res
     // Wait on every target together.
     let deadline = started + inputs.timeout;
     let client = &cluster.client;
-    let outcomes = futures_util::future::join_all(waits.iter().zip(&report.targets).map(|((workload, patched), target)| async move {
+    let outcomes = futures_util::future::join_all(waits.iter().zip(&report.targets).map(|((workload, patched), target)| {
+        let cancel = cancel.clone();
+        async move {
         if workload.on_delete {
             crate::log::warn(format_args!(
                 "{} uses the OnDelete update strategy: its pods change only when deleted, so kubeship does not wait",
@@ -149,7 +144,8 @@ async fn pipeline(inputs: &Inputs, report: &mut Report, started: Instant) -> Res
             changed: target.containers.iter().map(|c| (c.name.clone(), c.image.clone())).collect(),
             max_restarts: i32::try_from(inputs.max_restarts).unwrap_or(i32::MAX),
         });
-        Some(rollout::wait(client, workload, patched, fail_fast, started, deadline).await)
+        Some(rollout::wait(client, workload, patched, fail_fast, started, deadline, cancel).await)
+        }
     }))
     .await;
     let mut statuses = Vec::new();
@@ -162,6 +158,7 @@ async fn pipeline(inputs: &Inputs, report: &mut Report, started: Instant) -> Res
             End::Succeeded => "succeeded",
             End::Failed => "failed",
             End::TimedOut => "timed-out",
+            End::Cancelled => "cancelled",
         };
         target.message = outcome.message.clone();
         target.replicas = outcome.counts.desired;
@@ -169,6 +166,7 @@ async fn pipeline(inputs: &Inputs, report: &mut Report, started: Instant) -> Res
         target.revision = outcome.revision.clone();
         match outcome.end {
             End::Succeeded => crate::log::info(&outcome.message),
+            End::Cancelled => {}
             _ => crate::log::error(&outcome.message),
         }
         statuses.push(target.status);
@@ -183,6 +181,51 @@ async fn pipeline(inputs: &Inputs, report: &mut Report, started: Instant) -> Res
         "succeeded"
     };
     Ok(())
+}
+
+/// What the run knows before its first write.
+struct Prepared {
+    resolved: registry::Resolved,
+    cluster: crate::cluster::Cluster,
+    plans: Vec<(targets::Workload, Vec<select::Change>)>,
+}
+
+/// The digest, the cluster, every target read and every container chosen: no writes.
+async fn prepare(inputs: &Inputs, report: &mut Report) -> Result<Prepared, Error> {
+    let credentials = credentials(inputs).await?;
+    crate::log::debug(format_args!("registry credentials: {}", credentials.source));
+    let options = registry::Options {
+        insecure: inputs.registry.insecure,
+        extra_ca: inputs.registry.extra_ca.clone(),
+        tag_timeout: inputs.registry.tag_timeout,
+    };
+    let resolved =
+        registry::resolve(&inputs.image, inputs.digest.as_deref(), credentials, &options).await?;
+    crate::log::info(format_args!("{} is {}", inputs.image, resolved.digest));
+    report.digest = Some(resolved.digest.clone());
+    report.image = Some(resolved.pinned.clone());
+
+    let cluster = crate::cluster::connect(&inputs.cluster).await?;
+    for warning in &cluster.warnings {
+        crate::log::warn(warning);
+    }
+    let mut plans = Vec::new();
+    for target in &inputs.targets {
+        let workload = targets::read(&cluster.client, &cluster.namespace, target).await?;
+        let (changes, warning) = select::select(
+            &workload.display(),
+            &workload.containers,
+            &inputs.containers,
+            &inputs.image,
+            &resolved.pinned,
+        )
+        .map_err(targets::Error::from)?;
+        if let Some(warning) = warning {
+            crate::log::warn(warning);
+        }
+        plans.push((workload, changes));
+    }
+    Ok(Prepared { resolved, cluster, plans })
 }
 
 /// The `kubernetes.io/change-cause`: the pinned image, and the GitHub run that pinned it.

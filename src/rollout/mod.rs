@@ -27,7 +27,12 @@ pub enum End {
     Succeeded,
     Failed,
     TimedOut,
+    /// The run was interrupted (SIGINT, SIGTERM).
+    Cancelled,
 }
+
+/// Set once the process is told to stop: the signal's number.
+pub type Cancel = tokio::sync::watch::Receiver<Option<i32>>;
 
 /// The end, in kubectl's words or ours, and the counts at the end.
 #[derive(Debug, Clone)]
@@ -152,6 +157,7 @@ pub async fn wait(
     fail_fast: Option<FailFast>,
     started: Instant,
     deadline: Instant,
+    cancel: Cancel,
 ) -> Outcome {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let pods = fail_fast
@@ -159,13 +165,13 @@ pub async fn wait(
         .map(|f| tokio::spawn(watch_pods(client.clone(), workload.clone(), f, tx)));
     let outcome = match workload.kind {
         Kind::Deployment => {
-            watch::<Deployment>(client, workload, patched, started, deadline, rx).await
+            watch::<Deployment>(client, workload, patched, started, deadline, rx, cancel).await
         }
         Kind::StatefulSet => {
-            watch::<StatefulSet>(client, workload, patched, started, deadline, rx).await
+            watch::<StatefulSet>(client, workload, patched, started, deadline, rx, cancel).await
         }
         Kind::DaemonSet => {
-            watch::<DaemonSet>(client, workload, patched, started, deadline, rx).await
+            watch::<DaemonSet>(client, workload, patched, started, deadline, rx, cancel).await
         }
     };
     if let Some(pods) = pods {
@@ -240,6 +246,7 @@ async fn watch<K: Tracked>(
     started: Instant,
     deadline: Instant,
     mut pod_failures: tokio::sync::mpsc::Receiver<String>,
+    mut cancel: Cancel,
 ) -> Outcome {
     let api = Api::<K>::namespaced(client.clone(), &workload.namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={}", workload.name));
@@ -268,6 +275,10 @@ async fn watch<K: Tracked>(
             },
             Some(message) = pod_failures.recv() => {
                 return Outcome { end: End::Failed, message, ..last };
+            }
+            _ = cancel.wait_for(Option::is_some) => {
+                let message = format!("interrupted while waiting for {label}: {}", last.message);
+                return Outcome { end: End::Cancelled, message, ..last };
             }
         };
         let object = match next {

@@ -379,3 +379,44 @@ fn config_error_and_fail_fast_off() {
     ]);
     assert_eq!(run.outputs["status"], "timed-out", "{}", run.stderr);
 }
+
+/// SIGTERM (a cancelled CI job) while waiting: stop within 2 s, report the state with
+/// status=cancelled, exit 143; SIGINT exits 130.
+#[test]
+fn interrupted_while_waiting() {
+    let w = World::start(false);
+    w.sim.script(&w.pinned(&w.v2), Behaviour { never_ready: true, ..Behaviour::default() });
+    for (signal, code) in [("-TERM", 143), ("-INT", 130)] {
+        let child = w
+            .command(&[
+                ("INPUT_IMAGE", &w.image("v2")),
+                ("INPUT_DEPLOYMENT", "api"),
+                ("INPUT_TIMEOUT", "5m"),
+            ])
+            .spawn()
+            .unwrap();
+        // Wait until the run is past its patch and waiting.
+        for _ in 0..200 {
+            let d = w.sim.get(&resources::DEPLOYMENTS, "prod", "api").unwrap();
+            if d["spec"]["template"]["spec"]["containers"][0]["image"] == w.pinned(&w.v2).as_str() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let sent = std::time::Instant::now();
+        let status = Command::new("kill").arg(signal).arg(child.id().to_string()).status().unwrap();
+        assert!(status.success());
+        let run = w.finish(child.wait_with_output().unwrap());
+        assert!(sent.elapsed() < Duration::from_secs(2), "{:?}", sent.elapsed());
+        assert_eq!(run.code, Some(code), "{}", run.stderr);
+        assert_eq!(run.outputs["status"], "cancelled");
+        assert_eq!(run.result["targets"][0]["status"], "cancelled");
+        assert!(
+            run.result["targets"][0]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("interrupted while waiting for deployment/api")
+        );
+    }
+}
