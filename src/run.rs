@@ -29,7 +29,7 @@ impl Run {
         }
         match (&self.error, self.report.status) {
             (Some(e), _) => e.exit_code(),
-            (None, "failed" | "timed-out") => 1,
+            (None, "failed" | "timed-out" | "rolled-back") => 1,
             (None, _) => 0,
         }
     }
@@ -116,7 +116,7 @@ async fn pipeline(
                 })
                 .collect(),
         });
-        waits.push((workload.clone(), patched));
+        waits.push((workload.clone(), patched, changing));
     }
     if inputs.dry_run {
         report.status = "dry-run";
@@ -130,7 +130,7 @@ async fn pipeline(
     // Wait on every target together.
     let deadline = started + inputs.timeout;
     let client = &cluster.client;
-    let outcomes = futures_util::future::join_all(waits.iter().zip(&report.targets).map(|((workload, patched), target)| {
+    let outcomes = futures_util::future::join_all(waits.iter().zip(&report.targets).map(|((workload, patched, _), target)| {
         let cancel = cancel.clone();
         async move {
         if workload.on_delete {
@@ -180,6 +180,77 @@ async fn pipeline(
     } else {
         "succeeded"
     };
+    if matches!(report.status, "failed" | "timed-out")
+        && inputs.rollback_on_failure
+        && cancel.borrow().is_none()
+    {
+        roll_back(inputs, client, &waits, report, cancel).await?;
+    }
+    Ok(())
+}
+
+/// Puts back the previous images of exactly the containers this run changed, in every target
+/// it changed, and waits for that rollout. The report says `rolled-back`, or both failures.
+async fn roll_back(
+    inputs: &Inputs,
+    client: &kube::Client,
+    waits: &[(targets::Workload, targets::Patched, Vec<select::Change>)],
+    report: &mut Report,
+    cancel: Cancel,
+) -> Result<(), Error> {
+    let started = Instant::now();
+    let deadline = started + inputs.timeout;
+    let mut all_back = true;
+    for ((workload, _, changed), target) in waits.iter().zip(report.targets.iter_mut()) {
+        if changed.is_empty() {
+            continue;
+        }
+        let back: Vec<select::Change> = changed
+            .iter()
+            .map(|c| select::Change {
+                name: c.name.clone(),
+                init: c.init,
+                previous_image: c.image.clone(),
+                image: c.previous_image.clone(),
+            })
+            .collect();
+        let cause = format!(
+            "kubeship: rolled back to the previous images after a failed rollout of {}",
+            back[0].previous_image
+        );
+        crate::log::info(format_args!("rolling back {}", workload.display()));
+        let patched =
+            targets::apply(client, workload, &targets::patch_body(&back, &cause), false).await?;
+        let fail_fast = inputs.fail_fast.then(|| rollout::FailFast {
+            changed: back.iter().map(|c| (c.name.clone(), c.image.clone())).collect(),
+            max_restarts: i32::try_from(inputs.max_restarts).unwrap_or(i32::MAX),
+        });
+        let outcome =
+            rollout::wait(client, workload, &patched, fail_fast, started, deadline, cancel.clone())
+                .await;
+        target.revision = outcome.revision.clone().or(target.revision.take());
+        target.ready_replicas = outcome.counts.ready;
+        if outcome.end == End::Succeeded {
+            target.status = "rolled-back";
+            target.message = format!("{}; rolled back: {}", target.message, outcome.message);
+            crate::log::info(format_args!(
+                "{} rolled back: {}",
+                workload.display(),
+                outcome.message
+            ));
+        } else {
+            all_back = false;
+            target.status = "failed";
+            target.message =
+                format!("{}; the rollback failed too: {}", target.message, outcome.message);
+            crate::log::error(format_args!(
+                "the rollback of {} failed too: {}",
+                workload.display(),
+                outcome.message
+            ));
+        }
+    }
+    report.status = if all_back { "rolled-back" } else { "failed" };
     Ok(())
 }
 

@@ -420,3 +420,44 @@ fn interrupted_while_waiting() {
         );
     }
 }
+
+/// Three targets, one failing: with rollback-on-failure every changed target gets its
+/// previous images back, the run reports rolled-back and exits 1.
+#[test]
+fn rollback_on_failure_restores_every_target() {
+    let w = World::start(false);
+    w.deployment("worker", &w.image("v1"), 1);
+    w.deployment("web", &w.image("v1"), 1);
+    let config_error = Some("secret \"web-tls\" not found".to_owned());
+    w.sim.script_template(
+        ("app", "web"),
+        &w.pinned(&w.v2),
+        Behaviour { config_error, ..Behaviour::default() },
+    );
+    let run = w.run(&[
+        ("INPUT_IMAGE", &w.image("v2")),
+        ("INPUT_DEPLOYMENT", "api,worker,web"),
+        ("INPUT_ROLLBACK-ON-FAILURE", "true"),
+        ("INPUT_TIMEOUT", "60s"),
+    ]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(run.outputs["status"], "rolled-back");
+    let statuses: Vec<&str> = run.result["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["rolled-back", "rolled-back", "rolled-back"]);
+    let web = run.result["targets"][2]["message"].as_str().unwrap();
+    assert!(web.contains("CreateContainerConfigError") && web.contains("rolled back"), "{web}");
+    for name in ["api", "worker", "web"] {
+        assert_eq!(w.container_image(name), w.image("v1"), "{name}");
+    }
+    // Two patches per target: the pin and the way back, each with field manager kubeship.
+    let patches = w.patches();
+    assert_eq!(patches.len(), 6);
+    assert!(
+        patches.iter().all(|p| p.query.get("fieldManager").map(String::as_str) == Some("kubeship"))
+    );
+}

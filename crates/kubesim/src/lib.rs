@@ -342,6 +342,11 @@ impl Simulator {
         self.settle();
     }
 
+    /// Scripts how containers of `image` behave in the pods labelled `label` only.
+    pub fn script_template(&self, label: (&str, &str), image: &str, behaviour: Behaviour) {
+        self.shared.lock().kubelet.script_template(label, image, behaviour);
+    }
+
     /// Scripts how containers of `image` behave.
     pub fn script(&self, image: &str, behaviour: Behaviour) {
         self.shared.lock().kubelet.script(image, behaviour);

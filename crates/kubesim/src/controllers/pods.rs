@@ -58,6 +58,8 @@ struct Container {
 #[derive(Default)]
 pub struct Kubelet {
     scripts: BTreeMap<String, Behaviour>,
+    /// Scripts for one pod template: pods with this label running this image.
+    template_scripts: Vec<((String, String), String, Behaviour)>,
     pulls: BTreeMap<String, Pull>,
     to_pull: Vec<String>,
     containers: BTreeMap<(String, String), Container>,
@@ -68,14 +70,34 @@ impl Kubelet {
         self.scripts.insert(image.to_owned(), behaviour);
     }
 
+    /// Scripts pods labelled `label` (`key`, `value`) that run `image`; these win over
+    /// scripts by image alone.
+    pub fn script_template(&mut self, label: (&str, &str), image: &str, behaviour: Behaviour) {
+        self.template_scripts.push((
+            (label.0.to_owned(), label.1.to_owned()),
+            image.to_owned(),
+            behaviour,
+        ));
+    }
+
     fn behaviour(&self, image: &str) -> Behaviour {
         self.scripts.get(image).cloned().unwrap_or_default()
     }
 
+    /// The script for a container of a pod (or pod template) with these labels.
+    fn behaviour_for(&self, labels: &Value, image: &str) -> Behaviour {
+        self.template_scripts
+            .iter()
+            .find(|((k, v), i, _)| i == image && labels[k.as_str()] == v.as_str())
+            .map(|(_, _, b)| b.clone())
+            .unwrap_or_else(|| self.behaviour(image))
+    }
+
     /// The scripted create failure for pods of a template, if any.
     pub fn create_failure(&self, template: &Value) -> Option<String> {
+        let labels = &template["metadata"]["labels"];
         template["spec"]["containers"].as_array().into_iter().flatten().find_map(|c| {
-            self.scripts.get(c["image"].as_str().unwrap_or_default())?.create_error.clone()
+            self.behaviour_for(labels, c["image"].as_str().unwrap_or_default()).create_error
         })
     }
 }
@@ -255,7 +277,7 @@ fn sync_pod(shared: &Shared, state: &mut State, now: Instant, mut pod: Value) ->
     for c in &containers {
         let name = text(c, "/name").to_owned();
         let image = text(c, "/image").to_owned();
-        let behaviour = state.kubelet.behaviour(&image);
+        let behaviour = state.kubelet.behaviour_for(&pod["metadata"]["labels"], &image);
         let previous_status = pod["status"]["containerStatuses"]
             .as_array()
             .and_then(|list| list.iter().find(|s| s["name"] == name.as_str()))
@@ -729,7 +751,7 @@ pub fn logs(
             "container \"{cname}\" in pod \"{name}\" is waiting to start: {reason}"
         )));
     }
-    let lines = state.kubelet.behaviour(image).logs;
+    let lines = state.kubelet.behaviour_for(&pod["metadata"]["labels"], image).logs;
     let tail = query.get("tailLines").and_then(|t| t.parse::<usize>().ok()).unwrap_or(lines.len());
     let start = lines.len().saturating_sub(tail);
     Ok(lines[start..].iter().map(|l| format!("{l}\n")).collect())
