@@ -27,6 +27,12 @@ pub struct TargetReport {
     pub ready_replicas: i32,
     pub message: String,
     pub containers: Vec<ContainerReport>,
+    /// The image IDs the rollout's pods run (containerd's `repo@sha256:…`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub image_ids: Vec<String>,
+    /// What was shown under a failure: pods, events, log lines (for the step summary).
+    #[serde(skip)]
+    pub diagnostics: Vec<String>,
 }
 
 /// The whole run.
@@ -156,6 +162,8 @@ mod tests {
                     previous_image: "r/a:1".into(),
                     image: "r/a@sha256:aa".into(),
                 }],
+                image_ids: Vec::new(),
+                diagnostics: Vec::new(),
             }],
         };
         let names: Vec<&str> = report.outputs().iter().map(|(n, _)| *n).collect();

@@ -115,6 +115,8 @@ async fn pipeline(
                     image: c.image.clone(),
                 })
                 .collect(),
+            image_ids: Vec::new(),
+            diagnostics: Vec::new(),
         });
         waits.push((workload.clone(), patched, changing));
     }
@@ -149,7 +151,9 @@ async fn pipeline(
     }))
     .await;
     let mut statuses = Vec::new();
-    for (target, outcome) in report.targets.iter_mut().zip(outcomes) {
+    for ((target, outcome), (workload, _, changed)) in
+        report.targets.iter_mut().zip(outcomes).zip(&waits)
+    {
         let Some(outcome) = outcome else {
             statuses.push("applied");
             continue;
@@ -164,10 +168,24 @@ async fn pipeline(
         target.replicas = outcome.counts.desired;
         target.ready_replicas = outcome.counts.ready;
         target.revision = outcome.revision.clone();
+        let ours: Vec<(String, String)> =
+            changed.iter().map(|c| (c.name.clone(), c.image.clone())).collect();
         match outcome.end {
-            End::Succeeded => crate::log::info(&outcome.message),
+            End::Succeeded => {
+                crate::log::info(&outcome.message);
+                if !ours.is_empty() {
+                    target.image_ids = rollout::diagnose::image_ids(client, workload, &ours).await;
+                    report_image_ids(workload, &target.image_ids, report.digest.as_deref());
+                }
+            }
             End::Cancelled => {}
-            _ => crate::log::error(&outcome.message),
+            _ => {
+                crate::log::error(&outcome.message);
+                target.diagnostics = rollout::diagnose::failure(client, workload, &ours).await;
+                for line in &target.diagnostics {
+                    crate::log::info(format_args!("  {line}"));
+                }
+            }
         }
         statuses.push(target.status);
     }
@@ -252,6 +270,23 @@ async fn roll_back(
     }
     report.status = if all_back { "rolled-back" } else { "failed" };
     Ok(())
+}
+
+/// Says what the new pods run, and warns when it is not the pinned digest (a mutating
+/// admission webhook or a registry mirror can swap images).
+fn report_image_ids(workload: &targets::Workload, ids: &[String], digest: Option<&str>) {
+    if ids.is_empty() {
+        return;
+    }
+    crate::log::info(format_args!("{} pods run {}", workload.display(), ids.join(", ")));
+    if let Some(digest) = digest {
+        for id in ids.iter().filter(|id| !id.ends_with(digest)) {
+            crate::log::warn(format_args!(
+                "{}: a pod runs {id}, not the pinned {digest}",
+                workload.display()
+            ));
+        }
+    }
 }
 
 /// What the run knows before its first write.

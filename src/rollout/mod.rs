@@ -3,6 +3,7 @@
 //! our patch; kubectl's verdicts from `status`; and the failures kubectl does not see: a
 //! paused Deployment, pods that cannot be created, a target deleted or re-created.
 
+pub mod diagnose;
 pub mod pods;
 pub mod status;
 

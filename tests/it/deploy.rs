@@ -190,7 +190,8 @@ fn good_rollout_pins_the_digest() {
     assert_eq!(run.outputs["ready-replicas"], "2");
     let result: Value = serde_json::from_str(&run.outputs["result"]).unwrap();
     assert_eq!(result, run.result);
-    // The pods run what the registry serves.
+    // The pods run what the registry serves, and the report says so.
+    assert_eq!(run.result["targets"][0]["image_ids"], json!([w.pinned(&w.v2)]));
     let pods = w.sim.list(&resources::PODS, "prod");
     assert!(
         pods.iter()
@@ -343,7 +344,9 @@ fn crash_loop_fails_fast_with_the_cause() {
     let crash = Some((Duration::from_secs(1), "OOMKilled".to_owned(), 137));
     // Crashing a second after start, before its readiness delay: it never becomes ready.
     let ready_delay = Duration::from_secs(30);
-    w.sim.script(&w.pinned(&w.v2), Behaviour { crash, ready_delay, ..Behaviour::default() });
+    let logs =
+        vec!["starting".to_owned(), "allocating cache".to_owned(), "out of memory".to_owned()];
+    w.sim.script(&w.pinned(&w.v2), Behaviour { crash, ready_delay, logs, ..Behaviour::default() });
     let run = w.run(&[
         ("INPUT_IMAGE", &w.image("v2")),
         ("INPUT_DEPLOYMENT", "api"),
@@ -355,6 +358,9 @@ fn crash_loop_fails_fast_with_the_cause() {
         message.contains("keeps crashing") && message.contains("OOMKilled (exit code 137)"),
         "{message}"
     );
+    // The previous run's last log lines, under the failure.
+    assert!(run.stderr.contains("last log lines of app (previous run):"), "{}", run.stderr);
+    assert!(run.stderr.contains("    out of memory"), "{}", run.stderr);
 }
 
 /// A configuration error fails at once; with fail-fast off, the run waits for its deadline.
@@ -371,6 +377,8 @@ fn config_error_and_fail_fast_off() {
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     let message = run.result["targets"][0]["message"].as_str().unwrap();
     assert!(message.contains("CreateContainerConfigError: secret \"db\" not found"), "{message}");
+    // The pod's Warning event, under the failure.
+    assert!(run.stderr.contains("event Failed: Error: secret \"db\" not found"), "{}", run.stderr);
     let run = w.run(&[
         ("INPUT_IMAGE", &w.image("v2")),
         ("INPUT_DEPLOYMENT", "api"),

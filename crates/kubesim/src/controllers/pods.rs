@@ -275,6 +275,8 @@ fn sync_pod(shared: &Shared, state: &mut State, now: Instant, mut pod: Value) ->
     let mut new_events: Vec<(&str, &str, String)> = Vec::new();
     let containers = pod["spec"]["containers"].as_array().cloned().unwrap_or_default();
     for c in &containers {
+        // This container's events: only its state changes are reported.
+        let mut container_events: Vec<(&str, &str, String)> = Vec::new();
         let name = text(c, "/name").to_owned();
         let image = text(c, "/image").to_owned();
         let behaviour = state.kubelet.behaviour_for(&pod["metadata"]["labels"], &image);
@@ -293,7 +295,7 @@ fn sync_pod(shared: &Shared, state: &mut State, now: Instant, mut pod: Value) ->
             }
             Some(pull) => pull,
             None => {
-                new_events.push(("Normal", "Pulling", format!("Pulling image \"{image}\"")));
+                container_events.push(("Normal", "Pulling", format!("Pulling image \"{image}\"")));
                 let pull = match locally(&image) {
                     Some(Ok(id)) => Pull::Found(id),
                     Some(Err((reason, message))) => {
@@ -324,7 +326,7 @@ fn sync_pod(shared: &Shared, state: &mut State, now: Instant, mut pod: Value) ->
                 all_ready = false;
                 if reason == "InvalidImageName" {
                     status["state"] = waiting(reason, Some(message.clone()));
-                    new_events.push(("Warning", "InspectFailed", message));
+                    container_events.push(("Warning", "InspectFailed", message));
                 } else if now >= at + Duration::from_secs(1) {
                     status["state"] = waiting(
                         "ImagePullBackOff",
@@ -332,7 +334,7 @@ fn sync_pod(shared: &Shared, state: &mut State, now: Instant, mut pod: Value) ->
                             "Back-off pulling image \"{image}\": ErrImagePull: {message}"
                         )),
                     );
-                    new_events.push((
+                    container_events.push((
                         "Normal",
                         "BackOff",
                         format!("Back-off pulling image \"{image}\""),
@@ -340,12 +342,12 @@ fn sync_pod(shared: &Shared, state: &mut State, now: Instant, mut pod: Value) ->
                     next = earliest(next, Some(at + backoff(retries)));
                 } else {
                     status["state"] = waiting("ErrImagePull", Some(message.clone()));
-                    new_events.push((
+                    container_events.push((
                         "Warning",
                         "Failed",
                         format!("Failed to pull image \"{image}\": {message}"),
                     ));
-                    new_events.push(("Warning", "Failed", "Error: ErrImagePull".to_owned()));
+                    container_events.push(("Warning", "Failed", "Error: ErrImagePull".to_owned()));
                     next = earliest(next, Some(at + Duration::from_secs(1)));
                 }
             }
@@ -353,7 +355,7 @@ fn sync_pod(shared: &Shared, state: &mut State, now: Instant, mut pod: Value) ->
                 status["imageID"] = json!(image_id);
                 if let Some(message) = &behaviour.config_error {
                     status["state"] = waiting("CreateContainerConfigError", Some(message.clone()));
-                    new_events.push(("Warning", "Failed", format!("Error: {message}")));
+                    container_events.push(("Warning", "Failed", format!("Error: {message}")));
                     all_ready = false;
                 } else {
                     let entry = state.kubelet.containers.entry(key.clone()).or_default();
@@ -362,7 +364,7 @@ fn sync_pod(shared: &Shared, state: &mut State, now: Instant, mut pod: Value) ->
                         && entry.last_exit.is_none()
                     {
                         entry.next_start = Some(now + behaviour.start_delay);
-                        new_events.push((
+                        container_events.push((
                             "Normal",
                             "Pulled",
                             format!("Successfully pulled image \"{image}\""),
@@ -371,12 +373,16 @@ fn sync_pod(shared: &Shared, state: &mut State, now: Instant, mut pod: Value) ->
                     // Start (or restart) when due.
                     if entry.started.is_none() && entry.next_start.is_some_and(|t| now >= t) {
                         entry.started = entry.next_start.take();
-                        new_events.push((
+                        container_events.push((
                             "Normal",
                             "Created",
                             format!("Created container: {name}"),
                         ));
-                        new_events.push(("Normal", "Started", format!("Started container {name}")));
+                        container_events.push((
+                            "Normal",
+                            "Started",
+                            format!("Started container {name}"),
+                        ));
                     }
                     // Crash when due.
                     if let (Some(started), Some((after, reason, code))) =
@@ -395,7 +401,7 @@ fn sync_pod(shared: &Shared, state: &mut State, now: Instant, mut pod: Value) ->
                             };
                             entry.next_start = Some(finished + delay);
                             if entry.restarts > 1 {
-                                new_events.push(("Warning", "BackOff",
+                                container_events.push(("Warning", "BackOff",
                                     format!("Back-off restarting failed container {name} in pod {pod_name}_{ns}({uid})")));
                             }
                         } else {
@@ -450,13 +456,18 @@ fn sync_pod(shared: &Shared, state: &mut State, now: Instant, mut pod: Value) ->
         }
         if previous_status.as_ref().and_then(|p| p.get("state")) == status.get("state") {
             // Only state changes are reported as events.
-            new_events.retain(|(_, reason, _)| {
+            container_events.retain(|(_, reason, _)| {
                 !matches!(*reason, "Failed" | "BackOff" | "InspectFailed")
             });
         }
+        new_events.extend(container_events);
         statuses.push(status);
     }
-    let phase = if any_running { "Running" } else { "Pending" };
+    // Running once every container has started (running, or exited and restarting).
+    let started = statuses
+        .iter()
+        .all(|st| !st["state"]["running"].is_null() || !st["lastState"]["terminated"].is_null());
+    let phase = if any_running && started { "Running" } else { "Pending" };
     pod["status"]["phase"] = json!(phase);
     pod["status"]["hostIP"] = json!("127.0.0.1");
     pod["status"]["hostIPs"] = json!([{"ip": "127.0.0.1"}]);
