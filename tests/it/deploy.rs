@@ -469,3 +469,215 @@ fn rollback_on_failure_restores_every_target() {
         patches.iter().all(|p| p.query.get("fieldManager").map(String::as_str) == Some("kubeship"))
     );
 }
+
+fn base64(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// An exec credential plugin that is not installed is named (the EKS/GKE case), exit 2.
+#[test]
+fn missing_exec_plugin_is_named() {
+    let w = World::start(false);
+    let config = w.sim.kubeconfig(None).replace(
+        "  user:\n    {}\n",
+        "  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: aws\n      args: [eks, get-token]\n",
+    );
+    let run = w.run(&[
+        ("INPUT_IMAGE", &w.image("v2")),
+        ("INPUT_DEPLOYMENT", "api"),
+        ("INPUT_KUBECONFIG", &config),
+    ]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("exec plugin \"aws\", which is not on PATH"), "{}", run.stderr);
+}
+
+/// The kubeconfig input as base64, a context picked by name; an unknown context lists them.
+#[test]
+fn kubeconfig_input_and_context() {
+    let w = World::start(false);
+    let config = w.sim.kubeconfig(Some("prod"));
+    let run = w.run(&[
+        ("INPUT_IMAGE", &w.image("v2")),
+        ("INPUT_DEPLOYMENT", "api"),
+        ("INPUT_KUBECONFIG", &base64(&config)),
+        ("INPUT_CONTEXT", "kubesim"),
+        ("KUBECONFIG", "/nonexistent"),
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let run = w.run(&[
+        ("INPUT_IMAGE", &w.image("v2")),
+        ("INPUT_DEPLOYMENT", "api"),
+        ("INPUT_CONTEXT", "staging"),
+    ]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("has no context \"staging\"; it has: kubesim"), "{}", run.stderr);
+}
+
+/// RBAC: a 403 is exit 4, quoting the server and listing the permissions kubeship needs.
+#[test]
+fn forbidden_is_exit_4_with_the_permissions() {
+    let w = World::start(false);
+    w.sim.set_faults(kubesim::Faults {
+        forbid: vec![("get".into(), "deployments".into())],
+        ..Default::default()
+    });
+    let run = w.run(&[("INPUT_IMAGE", &w.image("v2")), ("INPUT_DEPLOYMENT", "api")]);
+    assert_eq!(run.code, Some(4), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("cannot get resource \"deployments\" in API group \"apps\""),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("get, patch, list and watch on the workload kind"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Watches dropped after every event, then 410s and 429s: the run still follows the rollout
+/// to its end.
+#[test]
+fn survives_dropped_watches_410_and_429() {
+    let w = World::start(false);
+    w.sim.script(
+        &w.pinned(&w.v2),
+        Behaviour { ready_delay: Duration::from_millis(700), ..Behaviour::default() },
+    );
+    w.sim.set_faults(kubesim::Faults {
+        close_watches_after: Some(1),
+        throttle: Some((3, true)),
+        ..Default::default()
+    });
+    let child = w
+        .command(&[
+            ("INPUT_IMAGE", &w.image("v2")),
+            ("INPUT_DEPLOYMENT", "api"),
+            ("INPUT_TIMEOUT", "30s"),
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    w.sim.expire_history();
+    let run = w.finish(child.wait_with_output().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.outputs["status"], "succeeded");
+    let watches = w.sim.requests().iter().filter(|r| r.query.get("watch").is_some()).count();
+    assert!(watches > 2, "the watch was resumed: {watches}");
+}
+
+/// The target deleted mid-rollout: failed, saying so.
+#[test]
+fn deleted_target_fails() {
+    let w = World::start(false);
+    w.sim.script(&w.pinned(&w.v2), Behaviour { never_ready: true, ..Behaviour::default() });
+    let child = w
+        .command(&[
+            ("INPUT_IMAGE", &w.image("v2")),
+            ("INPUT_DEPLOYMENT", "api"),
+            ("INPUT_TIMEOUT", "30s"),
+        ])
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if !w.patches().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    kubeship_testkit::install_crypto_provider();
+    let url = format!("{}/apis/apps/v1/namespaces/prod/deployments/api", w.sim.url());
+    assert!(reqwest::blocking::Client::new().delete(url).send().unwrap().status().is_success());
+    let run = w.finish(child.wait_with_output().unwrap());
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.result["targets"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("was deleted during the rollout"),
+        "{}",
+        run.result
+    );
+}
+
+fn workload(w: &World, kind: &kubesim::Resource, name: &str, spec: Value) {
+    let mut object = json!({"metadata": {"name": name, "namespace": "prod"},
+        "spec": {"selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "app", "image": w.image("v1")}]}}}});
+    if let (Value::Object(s), Value::Object(extra)) = (&mut object["spec"], spec) {
+        s.extend(extra);
+    }
+    w.sim.create(kind, object).unwrap();
+    for _ in 0..100 {
+        w.sim.settle();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// StatefulSet with a partition, a DaemonSet, and an OnDelete StatefulSet (applied, with a
+/// warning), in one run; kubectl's messages for each.
+#[test]
+fn statefulset_daemonset_and_on_delete() {
+    let w = World::start(false);
+    workload(
+        &w,
+        &resources::STATEFULSETS,
+        "db",
+        json!({"replicas": 3, "serviceName": "db",
+        "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 1}}}),
+    );
+    workload(&w, &resources::DAEMONSETS, "agent", json!({}));
+    workload(
+        &w,
+        &resources::STATEFULSETS,
+        "cache",
+        json!({"replicas": 1, "serviceName": "cache", "updateStrategy": {"type": "OnDelete"}}),
+    );
+    let run = w.run(&[
+        ("INPUT_IMAGE", &w.image("v2")),
+        ("INPUT_DEPLOYMENT", "sts/db,ds/agent,statefulset/cache"),
+        ("INPUT_TIMEOUT", "30s"),
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let targets = run.result["targets"].as_array().unwrap();
+    assert_eq!(
+        targets[0]["message"],
+        "partitioned roll out complete: 2 new pods have been updated..."
+    );
+    assert_eq!(targets[1]["message"], "daemon set \"agent\" successfully rolled out");
+    assert_eq!(targets[2]["status"], "applied");
+    assert!(
+        run.stderr.contains("statefulset/cache uses the OnDelete update strategy"),
+        "{}",
+        run.stderr
+    );
+    let image = |n: &str| {
+        w.sim.get(&resources::PODS, "prod", n).unwrap()["spec"]["containers"][0]["image"].clone()
+    };
+    assert_eq!((image("db-0"), image("db-2")), (json!(w.image("v1")), json!(w.pinned(&w.v2))));
+}
+
+/// Under GitHub Actions the change cause names the repository, commit and run.
+#[test]
+fn change_cause_under_github_actions() {
+    let w = World::start(false);
+    let run = w.run(&[
+        ("INPUT_IMAGE", &w.image("v2")),
+        ("INPUT_DEPLOYMENT", "api"),
+        ("GITHUB_REPOSITORY", "acme/api"),
+        ("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567"),
+        ("GITHUB_RUN_ID", "42"),
+        ("GITHUB_SERVER_URL", "https://github.com"),
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let d = w.sim.get(&resources::DEPLOYMENTS, "prod", "api").unwrap();
+    assert_eq!(
+        d["metadata"]["annotations"]["kubernetes.io/change-cause"],
+        format!(
+            "kubeship: {} from acme/api@0123456789ab (https://github.com/acme/api/actions/runs/42)",
+            w.pinned(&w.v2)
+        )
+    );
+}
