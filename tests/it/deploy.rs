@@ -93,6 +93,27 @@ impl World {
         command
     }
 
+    /// Starts kubeship with the v2 image on `api` and returns once its patch has landed and
+    /// it is waiting.
+    fn spawn_waiting(&self, timeout: &str) -> std::process::Child {
+        let child = self
+            .command(&[
+                ("INPUT_IMAGE", &self.image("v2")),
+                ("INPUT_DEPLOYMENT", "api"),
+                ("INPUT_TIMEOUT", timeout),
+            ])
+            .spawn()
+            .unwrap();
+        for _ in 0..200 {
+            if !self.patches().is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        child
+    }
+
     fn run(&self, vars: &[(&str, &str)]) -> Run {
         let _ = std::fs::remove_file(self.dir.path().join("output"));
         let output = self.command(vars).output().unwrap();
@@ -272,21 +293,7 @@ fn dry_run_and_no_wait() {
 fn progress_deadline_fails_the_run() {
     let w = World::start(true);
     w.sim.script(&w.pinned(&w.v2), Behaviour { never_ready: true, ..Behaviour::default() });
-    let child = w
-        .command(&[
-            ("INPUT_IMAGE", &w.image("v2")),
-            ("INPUT_DEPLOYMENT", "api"),
-            ("INPUT_TIMEOUT", "1m"),
-        ])
-        .spawn()
-        .unwrap();
-    for _ in 0..200 {
-        if !w.patches().is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    let child = w.spawn_waiting("1m");
     w.sim.advance(Duration::from_secs(601));
     let run = w.finish(child.wait_with_output().unwrap());
     assert_eq!(run.code, Some(1), "{}", run.stderr);
@@ -563,7 +570,7 @@ fn survives_dropped_watches_410_and_429() {
     let run = w.finish(child.wait_with_output().unwrap());
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(run.outputs["status"], "succeeded");
-    let watches = w.sim.requests().iter().filter(|r| r.query.get("watch").is_some()).count();
+    let watches = w.sim.requests().iter().filter(|r| r.query.contains_key("watch")).count();
     assert!(watches > 2, "the watch was resumed: {watches}");
 }
 
@@ -572,21 +579,7 @@ fn survives_dropped_watches_410_and_429() {
 fn deleted_target_fails() {
     let w = World::start(false);
     w.sim.script(&w.pinned(&w.v2), Behaviour { never_ready: true, ..Behaviour::default() });
-    let child = w
-        .command(&[
-            ("INPUT_IMAGE", &w.image("v2")),
-            ("INPUT_DEPLOYMENT", "api"),
-            ("INPUT_TIMEOUT", "30s"),
-        ])
-        .spawn()
-        .unwrap();
-    for _ in 0..200 {
-        if !w.patches().is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    let child = w.spawn_waiting("30s");
     kubeship_testkit::install_crypto_provider();
     let url = format!("{}/apis/apps/v1/namespaces/prod/deployments/api", w.sim.url());
     assert!(reqwest::blocking::Client::new().delete(url).send().unwrap().status().is_success());
