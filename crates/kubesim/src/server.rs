@@ -191,6 +191,13 @@ async fn route(
                 ok(list)
             }
         }),
+        // Protobuf and CBOR bodies are refused as the server refuses a type it does not serve,
+        // so clients fall back to JSON.
+        ("POST" | "PUT", _, _)
+            if !content_type.is_empty() && !content_type.starts_with("application/json") =>
+        {
+            Err(status::unsupported_body(content_type))
+        }
         ("POST", false, None) => match serde_json::from_slice::<Value>(body) {
             Ok(object) => {
                 let mut state = shared.lock();

@@ -121,6 +121,18 @@ pub fn unsupported_media_type(content_type: &str) -> ApiError {
     )
 }
 
+/// 415 for a request body in a format the server does not read.
+pub fn unsupported_body(content_type: &str) -> ApiError {
+    status(
+        415,
+        "UnsupportedMediaType",
+        format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml ({content_type})"
+        ),
+        None,
+    )
+}
+
 /// 403 in RBAC's words.
 pub fn forbidden(
     resource: &Resource,

@@ -378,3 +378,17 @@ fn rollout_status_keeps_waiting_on_image_pull_backoff() {
     let pods = k.ok(&["get", "pods"]);
     assert!(pods.contains("ImagePullBackOff"), "{pods}");
 }
+
+/// kubesim reads JSON only: a protobuf body (kubectl create <kind>) is a 415 that says so,
+/// not a confusing decode error.
+#[test]
+fn protobuf_bodies_are_refused_plainly() {
+    let k = Kubectl::start(Options::default());
+    let output = k.run(&["create", "deployment", "web", "--image=nginx:1.27"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("unknown format") && stderr.contains("application/vnd.kubernetes.protobuf"),
+        "{stderr}"
+    );
+}
