@@ -67,6 +67,14 @@ fn main() -> ExitCode {
         eprintln!("kubeship: cannot write the outputs to $GITHUB_OUTPUT ({path}): {e}");
         return ExitCode::from(1);
     }
+    if let Err(e) = kubeship::report::write_files(
+        &outputs,
+        inputs.dotenv_file.as_deref(),
+        inputs.results_dir.as_deref(),
+    ) {
+        eprintln!("kubeship: cannot write the dotenv report or the Tekton results: {e}");
+        return ExitCode::from(1);
+    }
     println!("{}", run.report.json());
     ExitCode::from(run.exit_code())
 }

@@ -102,6 +102,79 @@ pub fn write_github_output(
     file.write_all(github_output(outputs).as_bytes())
 }
 
+/// GitLab's dotenv report limit (bytes).
+const DOTENV_LIMIT: usize = 5 * 1024;
+/// Tekton's limit on a step's results together (bytes).
+const TEKTON_LIMIT: usize = 4096;
+
+/// The GitLab dotenv report: `KUBESHIP_<OUTPUT>=value`, one line each. Values are single
+/// lines already; `result` is left out (with the reason) when it would break the size limit.
+pub fn dotenv(outputs: &[(&'static str, String)]) -> (String, Option<String>) {
+    let line = |name: &str, value: &str| {
+        format!("KUBESHIP_{}={value}\n", name.to_uppercase().replace('-', "_"))
+    };
+    let all: String = outputs.iter().map(|(n, v)| line(n, v)).collect();
+    if all.len() <= DOTENV_LIMIT {
+        return (all, None);
+    }
+    let without: String =
+        outputs.iter().filter(|(n, _)| *n != "result").map(|(n, v)| line(n, v)).collect();
+    (
+        without,
+        Some(format!(
+            "the result JSON ({} bytes) is left out of the dotenv report, whose limit is {DOTENV_LIMIT} bytes",
+            all.len()
+        )),
+    )
+}
+
+/// Tekton results: each output as `<dir>/<name>`, without a trailing newline; `result` is
+/// left out (with the reason) when the results together would pass Tekton's limit.
+pub fn tekton_results(
+    outputs: &[(&'static str, String)],
+) -> (Vec<(&'static str, String)>, Option<String>) {
+    let total: usize = outputs.iter().map(|(_, v)| v.len()).sum();
+    if total <= TEKTON_LIMIT {
+        return (outputs.to_vec(), None);
+    }
+    let kept = outputs.iter().filter(|(n, _)| *n != "result").cloned().collect();
+    (
+        kept,
+        Some(format!(
+            "the result JSON is left out of the Tekton results: together they would be {total} bytes, over {TEKTON_LIMIT}"
+        )),
+    )
+}
+
+/// Writes the dotenv report and the Tekton results, as the inputs ask.
+///
+/// # Errors
+/// A file or directory that cannot be written.
+pub fn write_files(
+    outputs: &[(&'static str, String)],
+    dotenv_file: Option<&std::path::Path>,
+    results_dir: Option<&std::path::Path>,
+) -> std::io::Result<()> {
+    if let Some(path) = dotenv_file {
+        let (text, dropped) = dotenv(outputs);
+        if let Some(reason) = dropped {
+            crate::log::warn(reason);
+        }
+        std::fs::write(path, text)?;
+    }
+    if let Some(dir) = results_dir {
+        let (kept, dropped) = tekton_results(outputs);
+        if let Some(reason) = dropped {
+            crate::log::warn(reason);
+        }
+        std::fs::create_dir_all(dir)?;
+        for (name, value) in kept {
+            std::fs::write(dir.join(name), value)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +266,27 @@ mod tests {
         assert_eq!(outputs["duration-seconds"], "1.2");
         let json: serde_json::Value = serde_json::from_str(&outputs["result"]).unwrap();
         assert_eq!(json["targets"][0]["containers"][0]["previous_image"], "r/a:1");
+    }
+
+    /// Dotenv: upper snake case with the prefix, one line each; an oversized result is dropped.
+    #[test]
+    fn dotenv_report() {
+        let outputs = vec![("previous-image", "a:1".to_owned()), ("result", "{}".to_owned())];
+        let (text, dropped) = dotenv(&outputs);
+        assert_eq!(text, "KUBESHIP_PREVIOUS_IMAGE=a:1\nKUBESHIP_RESULT={}\n");
+        assert!(dropped.is_none());
+        let big = vec![("status", "ok".to_owned()), ("result", "x".repeat(6000))];
+        let (text, dropped) = dotenv(&big);
+        assert_eq!(text, "KUBESHIP_STATUS=ok\n");
+        assert!(dropped.unwrap().contains("5120"));
+    }
+
+    /// Tekton: kept under 4096 bytes together.
+    #[test]
+    fn tekton_limit() {
+        let big = vec![("status", "ok".to_owned()), ("result", "x".repeat(5000))];
+        let (kept, dropped) = tekton_results(&big);
+        assert_eq!(kept, vec![("status", "ok".to_owned())]);
+        assert!(dropped.is_some());
     }
 }

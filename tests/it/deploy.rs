@@ -674,3 +674,27 @@ fn change_cause_under_github_actions() {
         )
     );
 }
+
+/// The GitLab dotenv report and the Tekton results, next to $GITHUB_OUTPUT.
+#[test]
+fn dotenv_and_tekton_results() {
+    let w = World::start(false);
+    let dotenv = w.dir.path().join("deploy.env");
+    let results = w.dir.path().join("results");
+    let run = w.run(&[
+        ("INPUT_IMAGE", &w.image("v2")),
+        ("INPUT_DEPLOYMENT", "api"),
+        ("INPUT_DOTENV-FILE", dotenv.to_str().unwrap()),
+        ("INPUT_RESULTS-DIR", results.to_str().unwrap()),
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let text = std::fs::read_to_string(&dotenv).unwrap();
+    assert!(
+        text.contains(&format!("KUBESHIP_DIGEST={}\n", w.v2))
+            && text.contains("KUBESHIP_STATUS=succeeded\n"),
+        "{text}"
+    );
+    assert!(text.lines().all(|l| l.starts_with("KUBESHIP_") && l.contains('=')), "{text}");
+    assert_eq!(std::fs::read_to_string(results.join("status")).unwrap(), "succeeded");
+    assert_eq!(std::fs::read_to_string(results.join("image")).unwrap(), w.pinned(&w.v2));
+}
