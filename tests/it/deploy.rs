@@ -698,3 +698,102 @@ fn dotenv_and_tekton_results() {
     assert_eq!(std::fs::read_to_string(results.join("status")).unwrap(), "succeeded");
     assert_eq!(std::fs::read_to_string(results.join("image")).unwrap(), w.pinned(&w.v2));
 }
+
+/// Runs real kubectl's `rollout status` on the same cluster, for the verdict to compare.
+fn kubectl_rollout_status(w: &World, target: &str) -> (Option<i32>, String) {
+    let binary = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    let output = Command::new(binary)
+        .env_clear()
+        .env("HOME", w.dir.path())
+        .arg("--kubeconfig")
+        .arg(w.dir.path().join("kubeconfig"))
+        .arg("--cache-dir")
+        .arg(w.dir.path().join("kubectl-cache"))
+        .args(["rollout", "status", target, "--timeout=10s"])
+        .output()
+        .expect("kubectl runs (set KUBECTL, or run scripts/test)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), text)
+}
+
+/// Where kubectl's rollout status ends, it ends with kubeship's verdict: success, and the
+/// progress deadline.
+#[test]
+fn kubectl_reaches_the_same_verdicts() {
+    let w = World::start(false);
+    let run = w.run(&[("INPUT_IMAGE", &w.image("v2")), ("INPUT_DEPLOYMENT", "api")]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let (code, text) = kubectl_rollout_status(&w, "deployment/api");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.ends_with(&format!("{}\n", run.result["targets"][0]["message"].as_str().unwrap())),
+        "{text}"
+    );
+
+    let w = World::start(true);
+    w.sim.script(&w.pinned(&w.v2), Behaviour { never_ready: true, ..Behaviour::default() });
+    let child = w.spawn_waiting("1m");
+    w.sim.advance(Duration::from_secs(601));
+    let run = w.finish(child.wait_with_output().unwrap());
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let (code, text) = kubectl_rollout_status(&w, "deployment/api");
+    assert_eq!(code, Some(1), "{text}");
+    let ours = run.result["targets"][0]["message"].as_str().unwrap();
+    assert!(text.contains(&format!("error: {ours}")), "kubectl: {text} kubeship: {ours}");
+}
+
+/// A paused Deployment: kubeship fails at once and says how to resume; kubectl would wait.
+#[test]
+fn paused_deployment_fails_fast() {
+    let w = World::start(false);
+    kubeship_testkit::install_crypto_provider();
+    let url = format!("{}/apis/apps/v1/namespaces/prod/deployments/api", w.sim.url());
+    let paused = reqwest::blocking::Client::new()
+        .patch(url)
+        .header("Content-Type", "application/merge-patch+json")
+        .body(r#"{"spec":{"paused":true}}"#)
+        .send()
+        .unwrap();
+    assert!(paused.status().is_success());
+    let started = std::time::Instant::now();
+    let run = w.run(&[
+        ("INPUT_IMAGE", &w.image("v2")),
+        ("INPUT_DEPLOYMENT", "api"),
+        ("INPUT_TIMEOUT", "60s"),
+    ]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let message = run.result["targets"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("is paused") && message.contains("kubectl rollout resume deployment/api"),
+        "{message}"
+    );
+}
+
+/// New pods that cannot be scheduled only warn; when a node appears, the rollout completes.
+#[test]
+fn unschedulable_pods_warn_then_recover() {
+    let w = World::start(false);
+    kubeship_testkit::install_crypto_provider();
+    let client = reqwest::blocking::Client::new();
+    for node in ["node-1", "node-2"] {
+        let cordon = client
+            .patch(format!("{}/api/v1/nodes/{node}", w.sim.url()))
+            .header("Content-Type", "application/merge-patch+json")
+            .body(r#"{"spec":{"unschedulable":true}}"#)
+            .send()
+            .unwrap();
+        assert!(cordon.status().is_success());
+    }
+    let child = w.spawn_waiting("60s");
+    std::thread::sleep(Duration::from_millis(500));
+    w.sim.add_node(&kubesim::Node { name: "node-3".into(), arch: "amd64".into() });
+    let run = w.finish(child.wait_with_output().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stderr.contains("cannot be scheduled yet"), "{}", run.stderr);
+    assert_eq!(run.outputs["status"], "succeeded");
+}
