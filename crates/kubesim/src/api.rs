@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::resources::{self, Resource};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{self, ApiError};
-use crate::store::{Change, Event, names};
+use crate::store::{Event, names};
 use crate::{Shared, State};
 
 /// A parsed resource path.
@@ -688,10 +688,6 @@ pub fn event_matches(event: &Event, target: &Target, filter: &Filter) -> bool {
     event.resource == target.resource
         && target.namespace.as_deref().is_none_or(|ns| event.object["metadata"]["namespace"] == ns)
         && filter.matches(&event.object)
-}
-
-pub fn change_name(change: Change) -> &'static str {
-    change.as_str()
 }
 
 #[cfg(test)]

@@ -137,7 +137,6 @@ pub struct Shared {
     pub(crate) wake: Notify,
     requests: Mutex<Vec<Logged>>,
     faults: Mutex<Faults>,
-    pub(crate) token: Option<String>,
     pub(crate) options: Options,
     /// The kubelet's registry client.
     pub(crate) registry_client: reqwest::Client,
@@ -240,7 +239,6 @@ impl Simulator {
             wake: Notify::new(),
             requests: Mutex::default(),
             faults: Mutex::default(),
-            token: options.token.clone(),
             registry_client: controllers::pods::registry_client(options.registry_ca.as_deref())?,
             options,
             passes_requested: AtomicU64::new(0),
@@ -273,7 +271,7 @@ impl Simulator {
 
     /// A kubeconfig for this server, with `namespace` as the context's namespace.
     pub fn kubeconfig(&self, namespace: Option<&str>) -> String {
-        let user = match &self.shared.token {
+        let user = match &self.shared.options.token {
             Some(token) => format!("    token: {token}\n"),
             None => "    {}\n".to_owned(),
         };

@@ -73,7 +73,7 @@ pub async fn handle(
         body: String::from_utf8_lossy(&body).into_owned(),
     });
 
-    if let Some(token) = &shared.token
+    if let Some(token) = &shared.options.token
         && authorization.as_deref() != Some(format!("Bearer {token}").as_str())
     {
         return Ok(error(status::unauthorized()));
@@ -290,7 +290,7 @@ impl WatchStream {
             return true;
         }
         self.last = event.rv;
-        if !self.line(api::event_line(api::change_name(event.change), &event.object)).await {
+        if !self.line(api::event_line(event.change.as_str(), &event.object)).await {
             return false;
         }
         self.sent += 1;

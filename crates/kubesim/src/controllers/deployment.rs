@@ -210,7 +210,7 @@ fn sync(shared: &Shared, state: &mut State, now: Instant, d: Value) -> Option<In
 
     let new_rs = match new_rs {
         Some(rs) => sync_revision(shared, state, &mut d, &all, rs),
-        None => create_new_rs(shared, state, &mut d, &all, now),
+        None => create_new_rs(shared, state, &mut d, &all),
     };
     let new_rs = new_rs?;
     all = owned_replicasets(state, &d);
@@ -314,7 +314,6 @@ fn create_new_rs(
     state: &mut State,
     d: &mut Value,
     all: &[Value],
-    _now: Instant,
 ) -> Option<Value> {
     let replicas = int(d, "/spec/replicas", 1);
     let collision = d["status"]["collisionCount"].as_i64();
