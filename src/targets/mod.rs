@@ -214,29 +214,33 @@ pub async fn apply(
     let (ns, name) = (workload.namespace.as_str(), workload.name.as_str());
     let patch = Patch::Strategic(body);
     let metadata = match workload.kind {
-        Kind::Deployment => {
-            Api::<Deployment>::namespaced(client.clone(), ns)
-                .patch(name, &params, &patch)
-                .await
-                .map_err(failed)?
-                .metadata
-        }
-        Kind::StatefulSet => {
-            Api::<StatefulSet>::namespaced(client.clone(), ns)
-                .patch(name, &params, &patch)
-                .await
-                .map_err(failed)?
-                .metadata
-        }
-        Kind::DaemonSet => {
-            Api::<DaemonSet>::namespaced(client.clone(), ns)
-                .patch(name, &params, &patch)
-                .await
-                .map_err(failed)?
-                .metadata
-        }
-    };
+        Kind::Deployment => patch_as::<Deployment>(client, ns, name, &params, &patch).await,
+        Kind::StatefulSet => patch_as::<StatefulSet>(client, ns, name, &params, &patch).await,
+        Kind::DaemonSet => patch_as::<DaemonSet>(client, ns, name, &params, &patch).await,
+    }
+    .map_err(failed)?;
     Ok(patched_from(metadata))
+}
+
+/// The patch, for any namespaced kind; the response's metadata.
+async fn patch_as<K>(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    params: &PatchParams,
+    patch: &Patch<&Value>,
+) -> Result<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, kube::Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Ok(Api::<K>::namespaced(client.clone(), namespace)
+        .patch(name, params, patch)
+        .await?
+        .meta()
+        .clone())
 }
 
 fn patched_from(metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Patched {
