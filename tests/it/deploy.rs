@@ -114,6 +114,22 @@ impl World {
         child
     }
 
+    /// A request straight to the cluster's API (a merge patch when `body` is given), as
+    /// another client of the cluster would send it.
+    fn api(&self, method: &str, path: &str, body: Option<&str>) {
+        kubeship_testkit::install_crypto_provider();
+        let client = reqwest::blocking::Client::new();
+        let mut request =
+            client.request(method.parse().unwrap(), format!("{}{path}", self.sim.url()));
+        if let Some(body) = body {
+            request = request
+                .header("Content-Type", "application/merge-patch+json")
+                .body(body.to_owned());
+        }
+        let response = request.send().unwrap();
+        assert!(response.status().is_success(), "{method} {path}: {}", response.status());
+    }
+
     fn run(&self, vars: &[(&str, &str)]) -> Run {
         let _ = std::fs::remove_file(self.dir.path().join("output"));
         let output = self.command(vars).output().unwrap();
@@ -580,9 +596,7 @@ fn deleted_target_fails() {
     let w = World::start(false);
     w.sim.script(&w.pinned(&w.v2), Behaviour { never_ready: true, ..Behaviour::default() });
     let child = w.spawn_waiting("30s");
-    kubeship_testkit::install_crypto_provider();
-    let url = format!("{}/apis/apps/v1/namespaces/prod/deployments/api", w.sim.url());
-    assert!(reqwest::blocking::Client::new().delete(url).send().unwrap().status().is_success());
+    w.api("DELETE", "/apis/apps/v1/namespaces/prod/deployments/api", None);
     let run = w.finish(child.wait_with_output().unwrap());
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(
@@ -750,15 +764,11 @@ fn kubectl_reaches_the_same_verdicts() {
 #[test]
 fn paused_deployment_fails_fast() {
     let w = World::start(false);
-    kubeship_testkit::install_crypto_provider();
-    let url = format!("{}/apis/apps/v1/namespaces/prod/deployments/api", w.sim.url());
-    let paused = reqwest::blocking::Client::new()
-        .patch(url)
-        .header("Content-Type", "application/merge-patch+json")
-        .body(r#"{"spec":{"paused":true}}"#)
-        .send()
-        .unwrap();
-    assert!(paused.status().is_success());
+    w.api(
+        "PATCH",
+        "/apis/apps/v1/namespaces/prod/deployments/api",
+        Some(r#"{"spec":{"paused":true}}"#),
+    );
     let started = std::time::Instant::now();
     let run = w.run(&[
         ("INPUT_IMAGE", &w.image("v2")),
@@ -778,16 +788,12 @@ fn paused_deployment_fails_fast() {
 #[test]
 fn unschedulable_pods_warn_then_recover() {
     let w = World::start(false);
-    kubeship_testkit::install_crypto_provider();
-    let client = reqwest::blocking::Client::new();
     for node in ["node-1", "node-2"] {
-        let cordon = client
-            .patch(format!("{}/api/v1/nodes/{node}", w.sim.url()))
-            .header("Content-Type", "application/merge-patch+json")
-            .body(r#"{"spec":{"unschedulable":true}}"#)
-            .send()
-            .unwrap();
-        assert!(cordon.status().is_success());
+        w.api(
+            "PATCH",
+            &format!("/api/v1/nodes/{node}"),
+            Some(r#"{"spec":{"unschedulable":true}}"#),
+        );
     }
     let child = w.spawn_waiting("60s");
     std::thread::sleep(Duration::from_millis(500));

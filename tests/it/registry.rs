@@ -584,3 +584,38 @@ fn binary_exit_codes() {
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
     assert!(stderr(&output).contains("tag \"nope\""), "{}", stderr(&output));
 }
+
+/// --help lists every input with all its variables and its default; --version prints the
+/// version; any other argument is exit 2.
+#[test]
+fn binary_help_and_version() {
+    let help =
+        std::process::Command::new(env!("CARGO_BIN_EXE_kubeship")).arg("--help").output().unwrap();
+    assert_eq!(help.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&help.stdout);
+    for input in kubeship::inputs::INPUTS {
+        assert!(
+            text.contains(&format!("  {} (", input.name)),
+            "{} missing from --help",
+            input.name
+        );
+        for variable in input.variables() {
+            assert!(text.contains(&variable), "{variable} missing from --help");
+        }
+    }
+    assert!(
+        text.contains("tag-timeout (default 60s)") && text.contains("image (required)"),
+        "{text}"
+    );
+    let version = std::process::Command::new(env!("CARGO_BIN_EXE_kubeship"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout),
+        format!("kubeship {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    let other =
+        std::process::Command::new(env!("CARGO_BIN_EXE_kubeship")).arg("deploy").output().unwrap();
+    assert_eq!(other.status.code(), Some(2));
+}
