@@ -4,7 +4,13 @@
 //! - an instant rollout of 3 replicas: the kubeship binary against `skopeo inspect` +
 //!   `kubectl set image` + `kubectl rollout status` (target: at most 1/5 of kubectl's time);
 //! - fail-fast: from the start of the run to the exit on ImagePullBackOff (kubectl waits for
-//!   the 600 s progress deadline).
+//!   the 600 s progress deadline);
+//! - completion detection: from the status change that completes a rollout (a manual clock
+//!   makes the new pod Ready on demand) to kubeship's exit (target: 50 ms);
+//! - 1, 10, 20 and 50 targets in one run: kubeship's CPU time and peak resident memory (VmHWM;
+//!   target: under 30 MB with 20 targets). The wall time is shown too, but it is the
+//!   simulator's: its controllers re-read every object on each pass, so with many rollouts
+//!   at once they, not kubeship, set the pace.
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use kubeship_testkit::push::Kind;
 use kubeship_testkit::{FaultProxy, Registry, Rule, Setup};
-use kubesim::{Options, Simulator, resources};
+use kubesim::{Behaviour, Options, Simulator, resources};
 use serde_json::json;
 
 const RUNS: usize = 7;
@@ -27,15 +33,68 @@ fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
 
+fn deployment(name: &str, replicas: u32, image: &str) -> serde_json::Value {
+    json!({"metadata": {"name": name, "namespace": "default"},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": image}]}}}})
+}
+
+/// What one kubeship process cost.
+struct Cost {
+    wall: Duration,
+    /// User plus system CPU time.
+    cpu: Duration,
+    /// Peak resident set, kB.
+    peak_kb: u64,
+}
+
+/// Runs a kubeship process to success and measures it: VmHWM is read from /proc until the
+/// process has exited (a zombie has no VmHWM line), then the zombie's CPU times from its stat.
+fn measured(command: &mut Command) -> Cost {
+    let ticks_per_second: f64 =
+        String::from_utf8(Command::new("getconf").arg("CLK_TCK").output().unwrap().stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+    let started = Instant::now();
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let proc = format!("/proc/{}", child.id());
+    let mut peak_kb = 0;
+    while let Some(hwm) =
+        std::fs::read_to_string(format!("{proc}/status")).ok().and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+    {
+        peak_kb = hwm;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Fields 14 and 15 (utime, stime), counted after the parenthesised command name.
+    let stat = std::fs::read_to_string(format!("{proc}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    let status = child.wait().unwrap();
+    let wall = started.elapsed();
+    assert!(status.success(), "kubeship failed: {status}");
+    Cost { wall, cpu: Duration::from_secs_f64(ticks / ticks_per_second), peak_kb }
+}
+
 fn wait_available(sim: &Simulator, name: &str, image: &str) {
     for _ in 0..500 {
         sim.settle();
         let d = sim.get(&resources::DEPLOYMENTS, "default", name).unwrap();
+        let replicas = &d["spec"]["replicas"];
         let done = d["spec"]["template"]["spec"]["containers"][0]["image"] == image
             && d["status"]["observedGeneration"] == d["metadata"]["generation"]
-            && d["status"]["updatedReplicas"] == 3
-            && d["status"]["availableReplicas"] == 3
-            && d["status"]["replicas"] == 3;
+            && &d["status"]["updatedReplicas"] == replicas
+            && &d["status"]["availableReplicas"] == replicas
+            && &d["status"]["replicas"] == replicas;
         if done {
             return;
         }
@@ -47,8 +106,9 @@ fn wait_available(sim: &Simulator, name: &str, image: &str) {
 fn main() {
     let registry = Registry::start(Setup::Anonymous).unwrap();
     let pusher = registry.pusher().unwrap();
+    let mut digests = std::collections::BTreeMap::new();
     for tag in ["v1", "v2"] {
-        pusher.image("acme/api", tag, Kind::OciIndex, tag).unwrap();
+        digests.insert(tag, pusher.image("acme/api", tag, Kind::OciIndex, tag).unwrap().digest);
     }
     let image = |tag: &str| format!("{}/acme/api:{tag}", registry.host);
     let proxy = FaultProxy::start(&format!("http://{}", registry.host)).unwrap();
@@ -58,10 +118,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, sim.kubeconfig(None)).unwrap();
-    sim.create(&resources::DEPLOYMENTS, json!({"metadata": {"name": "api", "namespace": "default"},
-        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "api"}},
-            "template": {"metadata": {"labels": {"app": "api"}}, "spec": {"containers": [{"name": "app", "image": image("v1")}]}}}}))
-        .unwrap();
+    sim.create(&resources::DEPLOYMENTS, deployment("api", 3, &image("v1"))).unwrap();
     wait_available(&sim, "api", &image("v1"));
 
     let kubeship = |tag: &str| {
@@ -136,7 +193,94 @@ fn main() {
     let fail_fast = started.elapsed();
     assert_eq!(status.code(), Some(1));
 
-    let table = format!(
+    // Completion detection: the new pod's readiness waits for a manual clock, so the status
+    // change that completes the rollout happens exactly when the benchmark moves the clock.
+    let manual = Simulator::start(Options {
+        insecure_registries: vec![registry.host.clone()],
+        manual_clock: true,
+        ..Options::default()
+    })
+    .unwrap();
+    let manual_kubeconfig = dir.path().join("manual-kubeconfig");
+    std::fs::write(&manual_kubeconfig, manual.kubeconfig(None)).unwrap();
+    manual.create(&resources::DEPLOYMENTS, deployment("api", 1, &image("v1"))).unwrap();
+    wait_available(&manual, "api", &image("v1"));
+    let ready_delay = Duration::from_secs(30);
+    for digest in digests.values() {
+        let pinned = format!("{}/acme/api@{digest}", registry.host);
+        manual.script(&pinned, Behaviour { ready_delay, ..Behaviour::default() });
+    }
+    let mut detection = Vec::new();
+    for round in 0..RUNS {
+        let tag = if round % 2 == 0 { "v2" } else { "v1" };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kubeship"))
+            .env_clear()
+            .env("KUBECONFIG", &manual_kubeconfig)
+            .env("INPUT_IMAGE", image(tag))
+            .env("INPUT_DEPLOYMENT", "api")
+            .env("INPUT_INSECURE-REGISTRY", "true")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait until the new pod runs but is not Ready, and kubeship is watching.
+        for _ in 0..500 {
+            manual.settle();
+            let d = manual.get(&resources::DEPLOYMENTS, "default", "api").unwrap();
+            if d["status"]["observedGeneration"] == d["metadata"]["generation"]
+                && d["status"]["updatedReplicas"] == 1
+                && manual.list(&resources::PODS, "default").iter().any(|p| {
+                    p["spec"]["containers"][0]["image"].as_str().is_some_and(|i| i.contains('@'))
+                        && p["status"]["phase"] == "Running"
+                })
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(child.try_wait().unwrap().is_none(), "kubeship ended before the rollout did");
+        let changed = Instant::now();
+        manual.advance(ready_delay);
+        assert!(child.wait().unwrap().success());
+        detection.push(changed.elapsed());
+    }
+    let detection = median(detection);
+
+    // 1 to 50 targets in one run: every run changes every target (tags alternate).
+    let sizes = [1usize, 10, 20, 50];
+    let most = sizes[sizes.len() - 1];
+    for i in 0..most {
+        sim.create(&resources::DEPLOYMENTS, deployment(&format!("svc{i}"), 2, &image("v1")))
+            .unwrap();
+    }
+    for i in 0..most {
+        wait_available(&sim, &format!("svc{i}"), &image("v1"));
+    }
+    let mut scaling = Vec::new();
+    let mut tag = "v1";
+    for n in sizes {
+        let targets: Vec<String> = (0..n).map(|i| format!("svc{i}")).collect();
+        let mut costs = Vec::new();
+        // Each size runs an even number of times so that every target ends on v1 again.
+        for _ in 0..4 {
+            tag = if tag == "v1" { "v2" } else { "v1" };
+            costs.push(measured(
+                Command::new(env!("CARGO_BIN_EXE_kubeship"))
+                    .env_clear()
+                    .env("KUBECONFIG", &kubeconfig)
+                    .env("INPUT_IMAGE", image(tag))
+                    .env("INPUT_DEPLOYMENT", targets.join(","))
+                    .env("INPUT_INSECURE-REGISTRY", "true"),
+            ));
+        }
+        let wall = median(costs.iter().map(|c| c.wall).collect());
+        let cpu = median(costs.iter().map(|c| c.cpu).collect());
+        let peak_kb = costs.iter().map(|c| c.peak_kb).max().unwrap();
+        scaling.push((n, wall, cpu, peak_kb));
+    }
+
+    let mut table = format!(
         "| whole run on an instant rollout of 3 replicas, median of {RUNS} | time |\n|---|---|\n\
          | skopeo inspect + kubectl set image + kubectl rollout status | {} |\n\
          | kubeship | {} |\n\
@@ -149,6 +293,24 @@ fn main() {
         ours.as_secs_f64() / theirs.as_secs_f64(),
         ms(fail_fast)
     );
+    table.push_str(&format!(
+        "\n| completion detection, median of {RUNS} | time |\n|---|---|\n\
+         | status change that completes the rollout → kubeship exits | {} (target ≤ 50 ms) |\n",
+        ms(detection)
+    ));
+    table.push_str(
+        "\n| targets in one run (2 replicas each), median of 4 | kubeship CPU time | peak memory | wall time (bound by the simulator) |\n\
+         |---|---|---|---|\n",
+    );
+    for (n, wall, cpu, peak_kb) in &scaling {
+        table.push_str(&format!(
+            "| {n} | {} | {:.1} MB | {} |\n",
+            // The kernel counts CPU time in clock ticks (10 ms here).
+            if cpu.is_zero() { "< 10 ms".to_owned() } else { ms(*cpu) },
+            *peak_kb as f64 / 1024.0,
+            ms(*wall)
+        ));
+    }
     print!("{table}");
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../bench");
     std::fs::create_dir_all(&out).unwrap();

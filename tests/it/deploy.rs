@@ -9,6 +9,10 @@ use kubeship_testkit::{Registry, Setup};
 use kubesim::{Behaviour, Options, Simulator, resources};
 use serde_json::{Value, json};
 
+/// The simulated API server's bearer token: every request must carry it (over TLS, as kubectl
+/// sends no credentials over plain HTTP).
+const TOKEN: &str = "kubesim-bearer-7c1e";
+
 struct World {
     registry: Registry,
     sim: Simulator,
@@ -34,6 +38,8 @@ impl World {
         let v2 = registry.stored_digest("acme/api", "v2").unwrap();
         let sim = Simulator::start(Options {
             manual_clock,
+            tls: true,
+            token: Some(TOKEN.to_owned()),
             insecure_registries: if reachable { vec![registry.host.clone()] } else { Vec::new() },
             ..Options::default()
         })
@@ -118,9 +124,11 @@ impl World {
     /// another client of the cluster would send it.
     fn api(&self, method: &str, path: &str, body: Option<&str>) {
         kubeship_testkit::install_crypto_provider();
-        let client = reqwest::blocking::Client::new();
-        let mut request =
-            client.request(method.parse().unwrap(), format!("{}{path}", self.sim.url()));
+        let ca = reqwest::Certificate::from_pem(self.sim.ca_pem().unwrap().as_bytes()).unwrap();
+        let client = reqwest::blocking::Client::builder().add_root_certificate(ca).build().unwrap();
+        let mut request = client
+            .request(method.parse().unwrap(), format!("{}{path}", self.sim.url()))
+            .bearer_auth(TOKEN);
         if let Some(body) = body {
             request = request
                 .header("Content-Type", "application/merge-patch+json")
@@ -503,8 +511,8 @@ fn base64(text: &str) -> String {
 fn missing_exec_plugin_is_named() {
     let w = World::start(false);
     let config = w.sim.kubeconfig(None).replace(
-        "  user:\n    {}\n",
-        "  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: aws\n      args: [eks, get-token]\n",
+        &format!("    token: {TOKEN}\n"),
+        "    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: aws\n      args: [eks, get-token]\n",
     );
     let run = w.run(&[
         ("INPUT_IMAGE", &w.image("v2")),
@@ -513,6 +521,40 @@ fn missing_exec_plugin_is_named() {
     ]);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(run.stderr.contains("exec plugin \"aws\", which is not on PATH"), "{}", run.stderr);
+    assert!(w.patches().is_empty());
+}
+
+/// An exec credential plugin that exists is run, and its token authenticates every request.
+#[test]
+fn exec_plugin_supplies_the_token() {
+    let w = World::start(false);
+    let plugin = w.dir.path().join("get-token");
+    std::fs::write(
+        &plugin,
+        format!(
+            "#!/bin/sh\necho \"$1\" > \"$(dirname \"$0\")/plugin-ran\"\n\
+             printf '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"{TOKEN}\"}}}}'\n"
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = w.sim.kubeconfig(Some("prod")).replace(
+        &format!("    token: {TOKEN}\n"),
+        &format!(
+            "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {}\n      args: [cluster-a]\n      interactiveMode: Never\n",
+            plugin.display()
+        ),
+    );
+    let run = w.run(&[
+        ("INPUT_IMAGE", &w.image("v2")),
+        ("INPUT_DEPLOYMENT", "api"),
+        ("INPUT_KUBECONFIG", &config),
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.outputs["status"], "succeeded");
+    assert_eq!(std::fs::read_to_string(w.dir.path().join("plugin-ran")).unwrap(), "cluster-a\n");
+    assert_eq!(w.patches().len(), 1);
 }
 
 /// The kubeconfig input as base64, a context picked by name; an unknown context lists them.

@@ -91,9 +91,17 @@ impl Store {
 
     /// Objects of a resource, in one namespace or all, ordered by namespace and name.
     pub fn list(&self, resource: &Resource, namespace: Option<&str>) -> Vec<&Value> {
+        // A range over the key order (group, plural, namespace, name), not a scan: events
+        // pile up by the thousand and the controllers list on every pass.
+        let start = (
+            resource.group,
+            resource.plural,
+            namespace.unwrap_or_default().to_owned(),
+            String::new(),
+        );
         self.objects
-            .iter()
-            .filter(|((g, p, ns, _), _)| {
+            .range(start..)
+            .take_while(|((g, p, ns, _), _)| {
                 *g == resource.group && *p == resource.plural && namespace.is_none_or(|n| n == ns)
             })
             .map(|(_, v)| v)
@@ -129,11 +137,11 @@ impl Store {
         let (ns, name) = names(&object);
         let k = key(resource, &ns, &name);
         if let Some(current) = self.objects.get(&k) {
-            let mut candidate = object.clone();
-            candidate["metadata"]["resourceVersion"] =
-                current["metadata"]["resourceVersion"].clone();
-            if &candidate == current {
-                return current.clone();
+            // The stamp below sets the version anyway; borrowing the current one first makes
+            // an unchanged object compare equal without a copy.
+            object["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+            if &object == current {
+                return object;
             }
         }
         self.stamp(resource, &mut object);
