@@ -87,6 +87,7 @@ pub async fn connect(access: &Access) -> Result<Cluster, Error> {
             other => Error::InCluster(crate::error::render_chain(&other)),
         })?,
     };
+    mask_credentials(&config.auth_info);
     if let Some(command) = config.auth_info.exec.as_ref().and_then(|e| e.command.clone())
         && !on_path(&command)
     {
@@ -104,6 +105,20 @@ pub async fn connect(access: &Access) -> Result<Cluster, Error> {
     let client = kube::Client::try_from(config)
         .map_err(|e| Error::Client(crate::error::render_chain(&e)))?;
     Ok(Cluster { client, namespace, warnings })
+}
+
+/// Hides the kubeconfig user's secrets from the GitHub log, should any library echo them.
+fn mask_credentials(user: &kube::config::AuthInfo) {
+    use secrecy::ExposeSecret as _;
+    for secret in [&user.token, &user.password, &user.client_key_data].into_iter().flatten() {
+        crate::log::mask(secret.expose_secret());
+    }
+    let provider = user.auth_provider.as_ref().map(|p| &p.config);
+    for (key, value) in provider.into_iter().flatten() {
+        if key.contains("token") || key.contains("secret") {
+            crate::log::mask(value);
+        }
+    }
 }
 
 /// The kubeconfig to use and a name for it in messages; `None` for in-cluster.

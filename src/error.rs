@@ -30,6 +30,15 @@ impl Error {
             Self::Targets(e) => e.exit_code(),
         }
     }
+
+    /// The title of the `::error::` annotation under GitHub Actions.
+    pub fn title(&self) -> &'static str {
+        match self.exit_code() {
+            2 => "kubeship: invalid input or configuration",
+            3 => "kubeship: registry error",
+            _ => "kubeship: Kubernetes API error",
+        }
+    }
 }
 
 /// The error and its causes on one line, skipping a cause whose text the line already holds

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
     };
     let debug = env().any(|(k, v)| (k == "RUNNER_DEBUG" || k == "KUBESHIP_DEBUG") && v == "1");
     kubeship::log::set_debug(debug);
+    kubeship::log::set_github(env().any(|(k, v)| k == "GITHUB_ACTIONS" && v == "true"));
     let inputs = match Inputs::from_vars(env()) {
         Ok(inputs) => inputs,
         Err(e) => return fail(&kubeship::Error::from(e)),
@@ -56,15 +57,27 @@ fn main() -> ExitCode {
         let _ = stop.send(Some(number));
     });
     let run = runtime.block_on(kubeship::run::run(&inputs, cancel));
-    if let Some(error) = &run.error {
-        eprintln!("kubeship: {}", kubeship::error::render_chain(error));
+    let error = run.error.as_ref().map(|e| kubeship::error::render_chain(e));
+    kubeship::log::end_group();
+    if let (Some(error), Some(text)) = (&run.error, &error) {
+        kubeship::log::error_titled(error.title(), text);
+    }
+    let var = |name: &str| env().find(|(k, _)| k == name).map(|(_, v)| v).filter(|v| !v.is_empty());
+    if let Some(path) = var("GITHUB_STEP_SUMMARY") {
+        let markdown = kubeship::report::summary(&run.report, error.as_deref());
+        if let Err(e) = kubeship::report::write_summary(std::path::Path::new(&path), &markdown) {
+            kubeship::log::warn(format_args!(
+                "cannot write the step summary to $GITHUB_STEP_SUMMARY ({path}): {e}"
+            ));
+        }
     }
     let outputs = run.report.outputs();
-    if let Some(path) =
-        env().find(|(k, _)| k == "GITHUB_OUTPUT").map(|(_, v)| v).filter(|p| !p.is_empty())
+    if let Some(path) = var("GITHUB_OUTPUT")
         && let Err(e) = kubeship::report::write_github_output(std::path::Path::new(&path), &outputs)
     {
-        eprintln!("kubeship: cannot write the outputs to $GITHUB_OUTPUT ({path}): {e}");
+        kubeship::log::error(format_args!(
+            "cannot write the outputs to $GITHUB_OUTPUT ({path}): {e}; check that the step may write the runner's file-command directory"
+        ));
         return ExitCode::from(1);
     }
     if let Err(e) = kubeship::report::write_files(
@@ -72,7 +85,9 @@ fn main() -> ExitCode {
         inputs.dotenv_file.as_deref(),
         inputs.results_dir.as_deref(),
     ) {
-        eprintln!("kubeship: cannot write the dotenv report or the Tekton results: {e}");
+        kubeship::log::error(format_args!(
+            "cannot write the dotenv report or the Tekton results: {e}; check the dotenv-file and results-dir inputs"
+        ));
         return ExitCode::from(1);
     }
     println!("{}", run.report.json());
@@ -80,7 +95,7 @@ fn main() -> ExitCode {
 }
 
 fn fail(error: &kubeship::Error) -> ExitCode {
-    eprintln!("kubeship: {}", kubeship::error::render_chain(error));
+    kubeship::log::error_titled(error.title(), kubeship::error::render_chain(error));
     ExitCode::from(error.exit_code())
 }
 

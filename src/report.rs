@@ -1,5 +1,6 @@
 //! Stage 5: what the run tells its caller. The contract's `result` JSON (last line of
-//! standard output), and every output in `$GITHUB_OUTPUT` in the runner's heredoc form.
+//! standard output), every output in `$GITHUB_OUTPUT` in the runner's heredoc form, the
+//! Markdown step summary, the GitLab dotenv report and Tekton results.
 
 use std::io::Write as _;
 
@@ -100,6 +101,101 @@ pub fn write_github_output(
 ) -> std::io::Result<()> {
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
     file.write_all(github_output(outputs).as_bytes())
+}
+
+/// The runner refuses a step summary over 1 MiB; stay well under it.
+const SUMMARY_LIMIT: usize = 1000 * 1024;
+
+/// The step summary: the run, a table of every target's containers (image before and after,
+/// revision, status, ready replicas), then the cause of the failure with the failing pods,
+/// events and log lines as they were printed.
+pub fn summary(report: &Report, error: Option<&str>) -> String {
+    let mut text = format!("### kubeship: {}\n\n", report.status);
+    if let (Some(image), Some(digest)) = (&report.image, &report.digest) {
+        text.push_str(&format!(
+            "`{}` is `{digest}`; changed: {}; {:.1} s\n\n",
+            image.split('@').next().unwrap_or(image),
+            if report.changed { "yes" } else { "no" },
+            report.duration_seconds
+        ));
+    }
+    if let Some(error) = error {
+        text.push_str(&format!("**Error:** {}\n\n", cell(error)));
+    }
+    if !report.targets.is_empty() {
+        text.push_str(
+            "| target | status | container | before | after | revision | ready |\n|---|---|---|---|---|---|---|\n",
+        );
+    }
+    for t in &report.targets {
+        let target = format!("{}/{} in {}", t.kind.to_lowercase(), t.name, t.namespace);
+        let ready = format!("{}/{}", t.ready_replicas, t.replicas);
+        let revision = t.revision.as_deref().unwrap_or("");
+        if t.containers.is_empty() {
+            text.push_str(&format!(
+                "| {} | {} | | (unchanged) | | {} | {ready} |\n",
+                cell(&target),
+                t.status,
+                cell(revision)
+            ));
+        }
+        for c in &t.containers {
+            text.push_str(&format!(
+                "| {} | {} | {} | `{}` | `{}` | {} | {ready} |\n",
+                cell(&target),
+                t.status,
+                cell(&c.name),
+                cell(&c.previous_image),
+                cell(&c.image),
+                cell(revision)
+            ));
+        }
+    }
+    for t in report.targets.iter().filter(|t| !t.diagnostics.is_empty() || is_failure(t.status)) {
+        text.push_str(&format!(
+            "\n#### {}/{}: {}\n\n{}\n",
+            t.kind.to_lowercase(),
+            t.name,
+            t.status,
+            cell(&t.message)
+        ));
+        if !t.diagnostics.is_empty() {
+            let body = t.diagnostics.join("\n");
+            // A fence longer than any backtick run inside, so log lines cannot close it.
+            let longest = body.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+            let fence = "`".repeat(longest.max(2) + 1);
+            text.push_str(&format!("\n{fence}text\n{body}\n{fence}\n"));
+        }
+    }
+    if text.len() > SUMMARY_LIMIT {
+        let mut end = SUMMARY_LIMIT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str(
+            "\n\n(truncated: the step summary is limited to 1 MiB; the job log has everything)\n",
+        );
+    }
+    text
+}
+
+fn is_failure(status: &str) -> bool {
+    matches!(status, "failed" | "timed-out" | "rolled-back")
+}
+
+/// Text for one Markdown table cell or paragraph: one line, pipes escaped.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+/// Appends the summary to `$GITHUB_STEP_SUMMARY`.
+///
+/// # Errors
+/// The file cannot be opened or written.
+pub fn write_summary(path: &std::path::Path, markdown: &str) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    file.write_all(markdown.as_bytes())
 }
 
 /// GitLab's dotenv report limit (bytes).
@@ -279,6 +375,75 @@ mod tests {
         let (text, dropped) = dotenv(&big);
         assert_eq!(text, "KUBESHIP_STATUS=ok\n");
         assert!(dropped.unwrap().contains("5120"));
+    }
+
+    fn failed_report() -> Report {
+        Report {
+            status: "failed",
+            digest: Some("sha256:aa".into()),
+            image: Some("r/a@sha256:aa".into()),
+            changed: true,
+            duration_seconds: 3.0,
+            targets: vec![TargetReport {
+                kind: "Deployment",
+                namespace: "prod".into(),
+                name: "api".into(),
+                status: "failed",
+                changed: true,
+                revision: Some("8".into()),
+                replicas: 3,
+                ready_replicas: 2,
+                message: "pod api-1: ImagePullBackOff | pull denied".into(),
+                containers: vec![ContainerReport {
+                    name: "api".into(),
+                    previous_image: "r/a:1".into(),
+                    image: "r/a@sha256:aa".into(),
+                }],
+                image_ids: Vec::new(),
+                diagnostics: vec![
+                    "pod api-1: waiting: ImagePullBackOff".into(),
+                    "log: ``` x".into(),
+                ],
+            }],
+        }
+    }
+
+    /// The summary has the target's row, the cause and the diagnostics in a fence that the
+    /// log line's backticks cannot close.
+    #[test]
+    fn summary_of_a_failure() {
+        let text = summary(&failed_report(), None);
+        assert!(text.starts_with("### kubeship: failed\n"), "{text}");
+        assert!(
+            text.contains(
+                "| deployment/api in prod | failed | api | `r/a:1` | `r/a@sha256:aa` | 8 | 2/3 |"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("ImagePullBackOff \\| pull denied"), "{text}");
+        assert!(
+            text.contains("````text\npod api-1: waiting: ImagePullBackOff\nlog: ``` x\n````"),
+            "{text}"
+        );
+    }
+
+    /// A run that failed before any target: the error, no table.
+    #[test]
+    fn summary_of_an_early_error() {
+        let report = Report { status: "failed", ..Report::default() };
+        let text = summary(&report, Some("registry: tag v9 not found\ncheck the tag"));
+        assert!(text.contains("**Error:** registry: tag v9 not found check the tag"), "{text}");
+        assert!(!text.contains("| target |"));
+    }
+
+    /// Huge diagnostics are cut under the runner's 1 MiB limit.
+    #[test]
+    fn summary_stays_under_the_limit() {
+        let mut report = failed_report();
+        report.targets[0].diagnostics = vec!["é".repeat(400); 5000];
+        let text = summary(&report, None);
+        assert!(text.len() < 1024 * 1024);
+        assert!(text.ends_with("the job log has everything)\n"));
     }
 
     /// Tekton: kept under 4096 bytes together.

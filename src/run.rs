@@ -65,6 +65,7 @@ async fn pipeline(
 
     // Patch: one strategic merge patch per target that changes.
     let cause = change_cause(inputs, &resolved.pinned);
+    crate::log::group(if inputs.dry_run { "Patch (dry run)" } else { "Patch" });
     let mut waits = Vec::new();
     for (workload, changes) in &plans {
         // A patch is never cut in half; an interrupt stops the run between targets, and the
@@ -130,6 +131,7 @@ async fn pipeline(
     }
 
     // Wait on every target together.
+    crate::log::group("Wait for the rollout");
     let deadline = started + inputs.timeout;
     let client = &cluster.client;
     let outcomes = futures_util::future::join_all(waits.iter().zip(&report.targets).map(|((workload, patched, _), target)| {
@@ -180,7 +182,12 @@ async fn pipeline(
             }
             End::Cancelled => {}
             _ => {
-                crate::log::error(&outcome.message);
+                let title = if outcome.end == End::TimedOut {
+                    "kubeship: rollout timed out"
+                } else {
+                    "kubeship: rollout failed"
+                };
+                crate::log::error_titled(title, &outcome.message);
                 target.diagnostics = rollout::diagnose::failure(client, workload, &ours).await;
                 for line in &target.diagnostics {
                     crate::log::info(format_args!("  {line}"));
@@ -236,7 +243,7 @@ async fn roll_back(
             "kubeship: rolled back to the previous images after a failed rollout of {}",
             back[0].previous_image
         );
-        crate::log::info(format_args!("rolling back {}", workload.display()));
+        crate::log::group(format_args!("Roll back {}", workload.display()));
         let patched =
             targets::apply(client, workload, &targets::patch_body(&back, &cause), false).await?;
         let fail_fast = inputs.fail_fast.then(|| rollout::FailFast {
@@ -261,11 +268,14 @@ async fn roll_back(
             target.status = "failed";
             target.message =
                 format!("{}; the rollback failed too: {}", target.message, outcome.message);
-            crate::log::error(format_args!(
-                "the rollback of {} failed too: {}",
-                workload.display(),
-                outcome.message
-            ));
+            crate::log::error_titled(
+                "kubeship: rollback failed",
+                format_args!(
+                    "the rollback of {} failed too: {}",
+                    workload.display(),
+                    outcome.message
+                ),
+            );
         }
     }
     report.status = if all_back { "rolled-back" } else { "failed" };
@@ -298,7 +308,11 @@ struct Prepared {
 
 /// The digest, the cluster, every target read and every container chosen: no writes.
 async fn prepare(inputs: &Inputs, report: &mut Report) -> Result<Prepared, Error> {
+    crate::log::group(format_args!("Resolve {}", inputs.image));
     let credentials = credentials(inputs).await?;
+    if let Some(secret) = credentials.secret_value() {
+        crate::log::mask(secret);
+    }
     crate::log::debug(format_args!("registry credentials: {}", credentials.source));
     let options = registry::Options {
         insecure: inputs.registry.insecure,
@@ -311,6 +325,7 @@ async fn prepare(inputs: &Inputs, report: &mut Report) -> Result<Prepared, Error
     report.digest = Some(resolved.digest.clone());
     report.image = Some(resolved.pinned.clone());
 
+    crate::log::group("Read the targets");
     let cluster = crate::cluster::connect(&inputs.cluster).await?;
     for warning in &cluster.warnings {
         crate::log::warn(warning);

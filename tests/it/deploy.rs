@@ -845,3 +845,74 @@ fn unschedulable_pods_warn_then_recover() {
     assert!(run.stderr.contains("cannot be scheduled yet"), "{}", run.stderr);
     assert_eq!(run.outputs["status"], "succeeded");
 }
+
+/// Under GitHub Actions: a group per phase, `::debug::` with RUNNER_DEBUG, the failure as an
+/// `::error::` annotation, masks for the registry password and the kubeconfig token (which
+/// appear nowhere else), the step summary with the cause, and nothing written to the
+/// working directory (the workspace).
+#[test]
+fn github_actions_commands_summary_and_masks() {
+    let w = World::start_with(false, false);
+    let password = "reg-pass-5d2f9";
+    let summary_path = w.dir.path().join("summary.md");
+    let workspace = w.dir.path().join("workspace");
+    std::fs::create_dir(&workspace).unwrap();
+    let config = std::fs::read_to_string(w.dir.path().join("kubeconfig")).unwrap();
+    let output = w
+        .command(&[
+            ("INPUT_IMAGE", &w.image("v2")),
+            ("INPUT_DEPLOYMENT", "api"),
+            ("INPUT_CONTAINER", "app"),
+            ("INPUT_KUBECONFIG", &config),
+            ("INPUT_REGISTRY-USERNAME", "ci"),
+            ("INPUT_REGISTRY-PASSWORD", password),
+            ("GITHUB_ACTIONS", "true"),
+            ("RUNNER_DEBUG", "1"),
+            ("GITHUB_STEP_SUMMARY", summary_path.to_str().unwrap()),
+            ("KUBECONFIG", "/nonexistent"),
+        ])
+        .current_dir(&workspace)
+        .output()
+        .unwrap();
+    let run = w.finish(output.clone());
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    for expected in [
+        format!("::add-mask::{password}"),
+        format!("::add-mask::{TOKEN}"),
+        format!("::group::Resolve {}", w.image("v2")),
+        "::group::Read the targets".to_owned(),
+        "::group::Patch".to_owned(),
+        "::group::Wait for the rollout".to_owned(),
+        "::endgroup::".to_owned(),
+    ] {
+        assert!(lines.contains(&expected.as_str()), "no {expected:?} in\n{}", run.stderr);
+    }
+    assert!(lines.iter().any(|l| l.starts_with("::debug::")), "{}", run.stderr);
+    let error = lines
+        .iter()
+        .find(|l| {
+            l.starts_with("::error title=kubeship%3A rollout failed::deployment/api: pod api-")
+        })
+        .unwrap_or_else(|| panic!("no error annotation in\n{}", run.stderr));
+    assert!(error.contains("ImagePull") || error.contains("ErrImagePull"), "{error}");
+    // The masks must come before anything else could print the secrets.
+    let first_mask = lines.iter().position(|l| l.starts_with("::add-mask::")).unwrap();
+    assert!(lines[..first_mask].iter().all(|l| !l.starts_with("::group::Read")));
+
+    let summary = std::fs::read_to_string(&summary_path).unwrap();
+    assert!(summary.starts_with("### kubeship: failed\n"), "{summary}");
+    assert!(summary.contains("| deployment/api in prod | failed | app | `"), "{summary}");
+    assert!(summary.contains("```text\n"), "{summary}");
+    assert!(summary.contains("ImagePullBackOff") || summary.contains("ErrImagePull"), "{summary}");
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let written = std::fs::read_to_string(w.dir.path().join("output")).unwrap();
+    for secret in [password, TOKEN] {
+        let unmasked: Vec<&&str> =
+            lines.iter().filter(|l| l.contains(secret) && !l.starts_with("::add-mask::")).collect();
+        assert!(unmasked.is_empty(), "{secret} in {unmasked:?}");
+        assert!(!stdout.contains(secret) && !written.contains(secret) && !summary.contains(secret));
+    }
+    assert_eq!(std::fs::read_dir(&workspace).unwrap().count(), 0, "wrote into the workspace");
+}
