@@ -5,7 +5,12 @@ use std::process::ExitCode;
 use kubeship::inputs::{INPUTS, Inputs};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // CI systems that insist on a command for a container (Codeship Pro, some Jenkins
+    // setups) pass the program's own name after the entrypoint: `kubeship` or `/kubeship`.
+    if args.first().is_some_and(|a| a == "kubeship" || a == "/kubeship") {
+        args.remove(0);
+    }
     match args.first().map(String::as_str) {
         None => {}
         Some("--version" | "-V") => {

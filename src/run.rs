@@ -308,6 +308,12 @@ struct Prepared {
 
 /// The digest, the cluster, every target read and every container chosen: no writes.
 async fn prepare(inputs: &Inputs, report: &mut Report) -> Result<Prepared, Error> {
+    // The cluster's configuration first: it sends nothing, and a kubeconfig mistake should not
+    // wait out a registry's tag-timeout before it is reported.
+    let cluster = crate::cluster::connect(&inputs.cluster).await?;
+    for warning in &cluster.warnings {
+        crate::log::warn(warning);
+    }
     crate::log::group(format_args!("Resolve {}", inputs.image));
     let credentials = credentials(inputs).await?;
     if let Some(secret) = credentials.secret_value() {
@@ -326,10 +332,6 @@ async fn prepare(inputs: &Inputs, report: &mut Report) -> Result<Prepared, Error
     report.image = Some(resolved.pinned.clone());
 
     crate::log::group("Read the targets");
-    let cluster = crate::cluster::connect(&inputs.cluster).await?;
-    for warning in &cluster.warnings {
-        crate::log::warn(warning);
-    }
     let mut plans = Vec::new();
     for target in &inputs.targets {
         let workload = targets::read(&cluster.client, &cluster.namespace, target).await?;

@@ -11,19 +11,19 @@ use serde_json::{Value, json};
 
 /// The simulated API server's bearer token: every request must carry it (over TLS, as kubectl
 /// sends no credentials over plain HTTP).
-const TOKEN: &str = "kubesim-bearer-7c1e";
+pub const TOKEN: &str = "kubesim-bearer-7c1e";
 
-struct World {
-    registry: Registry,
-    sim: Simulator,
-    dir: tempfile::TempDir,
-    v1: String,
-    v2: String,
+pub struct World {
+    pub registry: Registry,
+    pub sim: Simulator,
+    pub dir: tempfile::TempDir,
+    pub v1: String,
+    pub v2: String,
 }
 
 impl World {
     /// A registry with app:v1 and app:v2, and a cluster whose Deployment `api` runs v1.
-    fn start(manual_clock: bool) -> Self {
+    pub fn start(manual_clock: bool) -> Self {
         Self::start_with(manual_clock, true)
     }
 
@@ -75,11 +75,11 @@ impl World {
         panic!("deployment {name} never became available");
     }
 
-    fn image(&self, tag: &str) -> String {
+    pub fn image(&self, tag: &str) -> String {
         format!("{}/acme/api:{tag}", self.registry.host)
     }
 
-    fn pinned(&self, digest: &str) -> String {
+    pub fn pinned(&self, digest: &str) -> String {
         format!("{}/acme/api@{digest}", self.registry.host)
     }
 
@@ -157,12 +157,12 @@ impl World {
         }
     }
 
-    fn container_image(&self, name: &str) -> String {
+    pub fn container_image(&self, name: &str) -> String {
         let d = self.sim.get(&resources::DEPLOYMENTS, "prod", name).unwrap();
         d["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().to_owned()
     }
 
-    fn patches(&self) -> Vec<kubesim::Logged> {
+    pub fn patches(&self) -> Vec<kubesim::Logged> {
         self.sim.requests().into_iter().filter(|r| r.method == "PATCH").collect()
     }
 }
@@ -175,7 +175,7 @@ struct Run {
 }
 
 /// `$GITHUB_OUTPUT` read with the runner's heredoc rules.
-fn parse_outputs(text: &str) -> BTreeMap<String, String> {
+pub fn parse_outputs(text: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut lines = text.lines();
     while let Some(header) = lines.next() {

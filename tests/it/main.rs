@@ -10,6 +10,16 @@ mod support;
 // setups, read-after-push lag, faults, and what the registry received.
 mod registry;
 
+// Malformed inputs through the binary: exit 2, the input named, nothing sent.
+mod inputs;
+
 // The whole run against the simulated cluster, with a real registry behind its kubelet:
 // exit codes, outputs, and the requests the cluster received.
 mod deploy;
+
+// The container image built from the Dockerfile's runtime stage, run by podman as the
+// GitHub runner, `docker run` and a pod run it.
+mod image;
+
+// action.yml, the README and the contract against the inputs and outputs kubeship has.
+mod action;

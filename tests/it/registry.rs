@@ -575,18 +575,22 @@ fn binary_exit_codes() {
 
     let (registry, _) = anonymous_registry_with("demo/app", "v1", Kind::OciManifest);
     let image = format!("{}/demo/app:nope", registry.host);
+    // The cluster's configuration is checked first, so the run needs one to reach the registry.
+    let (sim, kube) = crate::support::cluster_running(&image);
     let output = kubeship(&[
         ("INPUT_IMAGE", &image),
         ("INPUT_DEPLOYMENT", "api"),
         ("INPUT_INSECURE-REGISTRY", "true"),
         ("INPUT_TAG-TIMEOUT", "1s"),
+        ("KUBECONFIG", kube.path().join("kubeconfig").to_str().unwrap()),
     ]);
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(sim.requests().iter().all(|r| r.method == "GET"), "a registry error changes nothing");
     assert!(stderr(&output).contains("tag \"nope\""), "{}", stderr(&output));
 }
 
 /// --help lists every input with all its variables and its default; --version prints the
-/// version; any other argument is exit 2.
+/// version, also after the program's own name; any other argument is exit 2.
 #[test]
 fn binary_help_and_version() {
     let help =
@@ -607,14 +611,15 @@ fn binary_help_and_version() {
         text.contains("tag-timeout (default 60s)") && text.contains("image (required)"),
         "{text}"
     );
-    let version = std::process::Command::new(env!("CARGO_BIN_EXE_kubeship"))
-        .arg("--version")
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&version.stdout),
-        format!("kubeship {}\n", env!("CARGO_PKG_VERSION"))
-    );
+    // The program's own name first, as CI systems that insist on a command pass it.
+    for args in [&["--version"][..], &["kubeship", "--version"], &["/kubeship", "--version"]] {
+        let version =
+            std::process::Command::new(env!("CARGO_BIN_EXE_kubeship")).args(args).output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&version.stdout),
+            format!("kubeship {}\n", env!("CARGO_PKG_VERSION"))
+        );
+    }
     let other =
         std::process::Command::new(env!("CARGO_BIN_EXE_kubeship")).arg("deploy").output().unwrap();
     assert_eq!(other.status.code(), Some(2));

@@ -1,0 +1,26 @@
+# kubeship's image: a static binary and the CA bundle on an empty base; no shell, no package
+# manager. GitHub builds this file for `uses: ./` and `image: Dockerfile`; releases push the
+# same image to GHCR and pin it by digest in action.yml (see .github/workflows/release.yml).
+
+FROM docker.io/library/rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+# crt-static links glibc statically; the explicit --target keeps proc macros dynamic.
+RUN target="$(uname -m)-unknown-linux-gnu" \
+    && RUSTFLAGS='-C target-feature=+crt-static' \
+       cargo build --release --locked --target "$target" --bin kubeship \
+    && cp "target/$target/release/kubeship" /kubeship \
+    && /kubeship --version
+
+FROM scratch
+# The API server's CA usually comes from the kubeconfig; this bundle serves the kubeconfigs
+# that rely on public roots (managed clusters' endpoints).
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY --from=build /kubeship /kubeship
+LABEL org.opencontainers.image.title="kubeship" \
+      org.opencontainers.image.description="Pin a freshly pushed image by digest on Kubernetes workloads and wait for the rollout" \
+      org.opencontainers.image.source="https://github.com/kubeship/kubeship" \
+      org.opencontainers.image.licenses="Apache-2.0"
+# No USER: GitHub runs Docker actions as the image's user, and only root may write the
+# runner's file-command files. No WORKDIR: the runner sets /github/workspace.
+ENTRYPOINT ["/kubeship"]

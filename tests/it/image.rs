@@ -1,0 +1,332 @@
+//! The container image, run the way its users run it. Base images cannot be pulled here, so
+//! the Dockerfile's build stage is replaced by a static binary built by this test (the same
+//! `crt-static` build); its runtime stage is taken from the Dockerfile as written, built with
+//! buildah and run with podman (runc, cgroupfs, host network, vfs storage) against the
+//! simulator and a local registry:
+//! - as the GitHub runner runs a Docker action: `--workdir /github/workspace`, every declared
+//!   input as a hyphenated `INPUT_` variable (empty when not given), `/github/file_commands`
+//!   mounted with `GITHUB_OUTPUT` and `GITHUB_STEP_SUMMARY`;
+//! - as `docker run` in other CI: `KUBESHIP_` variables and a mounted kubeconfig;
+//! - in a pod: the service account's files and `KUBERNETES_SERVICE_HOST`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use kubeship::inputs::INPUTS;
+
+use super::deploy::{TOKEN, World, parse_outputs};
+
+const IMAGE: &str = "localhost/kubeship:test";
+
+/// buildah and podman with the settings this machine needs, and the image built once.
+struct Podman {
+    dir: tempfile::TempDir,
+}
+
+impl Podman {
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
+        command
+            .env("CONTAINERS_CONF", self.dir.path().join("containers.conf"))
+            .env("CONTAINERS_STORAGE_CONF", self.dir.path().join("storage.conf"))
+            .env("XDG_RUNTIME_DIR", self.dir.path().join("xdg"))
+            .env("TMPDIR", self.dir.path().join("tmp"));
+        command
+    }
+}
+
+fn check(output: &Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what}: {}\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The static binary, built once per test run into its own target directory.
+fn static_binary() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(|| root.join("target"), PathBuf::from)
+                .join("static");
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+            let output = Command::new(cargo)
+                .current_dir(root)
+                .env("RUSTFLAGS", "-C target-feature=+crt-static")
+                .args(["build", "--release", "--locked", "--bin", "kubeship"])
+                .args(["--target", &triple, "--target-dir"])
+                .arg(&target_dir)
+                .output()
+                .expect("cargo runs");
+            check(&output, "static build");
+            target_dir.join(triple).join("release/kubeship")
+        })
+        .clone()
+}
+
+/// The Dockerfile's last stage, with each `COPY --from=<build stage>` taken from this
+/// machine instead: the static binary for `/kubeship`, the same path for anything else.
+fn runtime_stage(context: &Path) -> String {
+    let dockerfile =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile")).unwrap();
+    let start = dockerfile.rfind("\nFROM ").expect("a FROM line") + 1;
+    let mut stage = String::new();
+    for line in dockerfile[start..].lines() {
+        let Some(rest) = line.strip_prefix("COPY --from=") else {
+            stage.push_str(line);
+            stage.push('\n');
+            continue;
+        };
+        let mut words = rest.split_whitespace().skip(1);
+        let (source, destination) = (words.next().unwrap(), words.next().unwrap());
+        let local = context.join(source.trim_start_matches('/'));
+        std::fs::create_dir_all(local.parent().unwrap()).unwrap();
+        let from = if source == "/kubeship" { static_binary() } else { PathBuf::from(source) };
+        std::fs::copy(&from, &local).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+        stage.push_str(&format!("COPY {} {destination}\n", source.trim_start_matches('/')));
+    }
+    stage
+}
+
+/// Builds the image once per test run.
+fn podman() -> &'static Podman {
+    static PODMAN: OnceLock<Podman> = OnceLock::new();
+    PODMAN.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path();
+        for sub in ["xdg", "tmp", "context"] {
+            std::fs::create_dir_all(path.join(sub)).unwrap();
+        }
+        std::fs::write(
+            path.join("containers.conf"),
+            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n\
+             netns = \"host\"\n[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n\
+             runtime = \"runc\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            path.join("storage.conf"),
+            format!(
+                "[storage]\ndriver = \"vfs\"\nrunroot = \"{0}/run\"\ngraphroot = \"{0}/root\"\n",
+                path.display()
+            ),
+        )
+        .unwrap();
+        let context = path.join("context");
+        std::fs::write(context.join("Containerfile"), runtime_stage(&context)).unwrap();
+        let podman = Podman { dir };
+        let output = podman
+            .command("buildah")
+            .args(["bud", "--isolation", "chroot", "-t", IMAGE, "-f"])
+            .arg(context.join("Containerfile"))
+            .arg(&context)
+            .output()
+            .expect("buildah runs (scripts/test installs it)");
+        check(&output, "buildah bud");
+        podman
+    })
+}
+
+/// `podman run` of the image with `args` before the image name.
+fn run(args: &[String]) -> Output {
+    podman()
+        .command("podman")
+        .args(["run", "--rm", "--network", "host"])
+        .args(args)
+        .arg(IMAGE)
+        .output()
+        .expect("podman runs (scripts/test installs it)")
+}
+
+/// `podman run` with `-v` for each volume and `-e` for each `NAME=value`.
+fn run_with(volumes: &[String], env: &[String]) -> Output {
+    let mut args = Vec::new();
+    for volume in volumes {
+        args.extend(["-v".to_owned(), volume.clone()]);
+    }
+    for variable in env {
+        args.extend(["-e".to_owned(), variable.clone()]);
+    }
+    run(&args)
+}
+
+/// The inputs of a plain run of the World's v2 image on `api`, as `KUBESHIP_` variables.
+fn kubeship_inputs(w: &World) -> Vec<String> {
+    vec![
+        format!("KUBESHIP_IMAGE={}", w.image("v2")),
+        "KUBESHIP_DEPLOYMENT=api".into(),
+        "KUBESHIP_INSECURE_REGISTRY=true".into(),
+    ]
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The image: under 15 MB, `/kubeship` as its entrypoint, root, the OCI labels; no shell.
+#[test]
+fn image_is_small_static_and_shell_free() {
+    let p = podman();
+    let inspect = p.command("podman").args(["image", "inspect", IMAGE]).output().unwrap();
+    check(&inspect, "podman image inspect");
+    let info: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let image = &info[0];
+    let size = image["Size"].as_u64().unwrap();
+    assert!(size < 15 * 1000 * 1000, "the image is {size} bytes");
+    assert_eq!(image["Config"]["Entrypoint"], serde_json::json!(["/kubeship"]));
+    assert!(image["Config"]["User"].as_str().unwrap_or_default().is_empty(), "{image}");
+    for label in ["title", "description", "source", "licenses"] {
+        let key = format!("org.opencontainers.image.{label}");
+        assert!(image["Config"]["Labels"][&key].is_string(), "no {key}: {image}");
+    }
+    for shell in ["/bin/sh", "/bin/bash", "/usr/bin/apt-get"] {
+        let output = run(&["--entrypoint".into(), shell.into()]);
+        assert!(!output.status.success(), "{shell} ran in the image");
+    }
+    let version = p
+        .command("podman")
+        .args(["run", "--rm", "--network", "host", IMAGE, "--version"])
+        .output()
+        .unwrap();
+    check(&version, "kubeship --version");
+    assert!(text(&version.stdout).starts_with("kubeship "));
+}
+
+/// As the GitHub runner runs a Docker action: every declared input set (empty when not
+/// given), hyphens kept; the file commands mounted; the workspace as the working directory,
+/// left untouched.
+#[test]
+fn runs_as_a_github_docker_action() {
+    let w = World::start(false);
+    let host = tempfile::tempdir().unwrap();
+    let (workspace, commands) = (host.path().join("workspace"), host.path().join("file_commands"));
+    for dir in [&workspace, &commands] {
+        std::fs::create_dir(dir).unwrap();
+    }
+    std::fs::write(commands.join("set_output_1f2e"), "").unwrap();
+    std::fs::write(commands.join("step_summary_1f2e"), "").unwrap();
+    let kubeconfig = std::fs::read_to_string(w.dir.path().join("kubeconfig")).unwrap();
+    let given = [
+        ("image", w.image("v2")),
+        ("deployment", "deployment/api".to_owned()),
+        ("kubeconfig", kubeconfig),
+        ("insecure-registry", "true".to_owned()),
+    ];
+    let mut args: Vec<String> = vec![
+        "--workdir".into(),
+        "/github/workspace".into(),
+        "-v".into(),
+        format!("{}:/github/workspace", workspace.display()),
+        "-v".into(),
+        format!("{}:/github/file_commands", commands.display()),
+    ];
+    // The runner passes values by name (`-e NAME`); podman reads them from its environment.
+    let mut env = Vec::new();
+    for spec in INPUTS {
+        let value = given
+            .iter()
+            .find(|(name, _)| *name == spec.name)
+            .map_or_else(|| spec.default.to_owned(), |(_, v)| v.clone());
+        let name = format!("INPUT_{}", spec.name.to_uppercase());
+        args.extend(["-e".into(), name.clone()]);
+        env.push((name, value));
+    }
+    for (name, value) in [
+        ("GITHUB_ACTIONS", "true"),
+        ("CI", "true"),
+        ("GITHUB_OUTPUT", "/github/file_commands/set_output_1f2e"),
+        ("GITHUB_STEP_SUMMARY", "/github/file_commands/step_summary_1f2e"),
+        ("GITHUB_WORKSPACE", "/github/workspace"),
+        ("HOME", "/github/home"),
+        ("GITHUB_REPOSITORY", "acme/shop"),
+        ("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567"),
+        ("GITHUB_SERVER_URL", "https://github.com"),
+        ("GITHUB_RUN_ID", "42"),
+    ] {
+        args.extend(["-e".into(), name.into()]);
+        env.push((name.into(), value.into()));
+    }
+    let output = podman()
+        .command("podman")
+        .args(["run", "--rm", "--network", "host"])
+        .args(&args)
+        .arg(IMAGE)
+        .envs(env)
+        .output()
+        .unwrap();
+    check(&output, "the action");
+    let outputs =
+        parse_outputs(&std::fs::read_to_string(commands.join("set_output_1f2e")).unwrap());
+    assert_eq!(outputs["status"], "succeeded");
+    assert_eq!(outputs["image"], w.pinned(&w.v2));
+    assert_eq!(outputs["changed"], "true");
+    assert_eq!(w.container_image("api"), w.pinned(&w.v2));
+    let summary = std::fs::read_to_string(commands.join("step_summary_1f2e")).unwrap();
+    assert!(summary.starts_with("### kubeship: succeeded\n"), "{summary}");
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("::group::Wait for the rollout"), "{stderr}");
+    assert!(stderr.contains(&format!("::add-mask::{TOKEN}")), "{stderr}");
+    let cause = &w.sim.get(&kubesim::resources::DEPLOYMENTS, "prod", "api").unwrap()["metadata"]["annotations"]
+        ["kubernetes.io/change-cause"];
+    assert!(cause.as_str().unwrap().contains("acme/shop@0123456789ab"), "{cause}");
+    assert_eq!(std::fs::read_dir(&workspace).unwrap().count(), 0, "wrote into the workspace");
+    let last = text(&output.stdout).lines().last().unwrap_or_default().to_owned();
+    let result: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(result["status"], "succeeded");
+}
+
+/// As `docker run` in any other CI: `KUBESHIP_` variables, a mounted kubeconfig, and the
+/// GitLab dotenv report in a mounted directory.
+#[test]
+fn runs_as_docker_run_with_a_mounted_kubeconfig() {
+    let w = World::start(false);
+    let reports = tempfile::tempdir().unwrap();
+    let mut env = kubeship_inputs(&w);
+    env.extend([
+        "KUBECONFIG=/kubeconfig".into(),
+        "KUBESHIP_DOTENV_FILE=/reports/deploy.env".into(),
+    ]);
+    let output = run_with(
+        &[
+            format!("{}:/kubeconfig:ro", w.dir.path().join("kubeconfig").display()),
+            format!("{}:/reports", reports.path().display()),
+        ],
+        &env,
+    );
+    check(&output, "docker run style");
+    let dotenv = std::fs::read_to_string(reports.path().join("deploy.env")).unwrap();
+    assert!(dotenv.contains("KUBESHIP_STATUS=succeeded\n"), "{dotenv}");
+    assert!(dotenv.contains(&format!("KUBESHIP_IMAGE={}\n", w.pinned(&w.v2))), "{dotenv}");
+    assert_eq!(w.container_image("api"), w.pinned(&w.v2));
+}
+
+/// In a pod: no kubeconfig, the service account's token, CA and namespace.
+#[test]
+fn runs_in_cluster_with_a_service_account() {
+    let w = World::start(false);
+    let account = tempfile::tempdir().unwrap();
+    std::fs::write(account.path().join("token"), TOKEN).unwrap();
+    std::fs::write(account.path().join("ca.crt"), w.sim.ca_pem().unwrap()).unwrap();
+    std::fs::write(account.path().join("namespace"), "prod").unwrap();
+    let port = w.sim.url().rsplit(':').next().unwrap().to_owned();
+    let mut env = kubeship_inputs(&w);
+    env.extend([
+        "KUBERNETES_SERVICE_HOST=127.0.0.1".into(),
+        format!("KUBERNETES_SERVICE_PORT={port}"),
+    ]);
+    let output = run_with(
+        &[format!("{}:/var/run/secrets/kubernetes.io/serviceaccount:ro", account.path().display())],
+        &env,
+    );
+    check(&output, "in-cluster");
+    assert_eq!(w.container_image("api"), w.pinned(&w.v2));
+    let patch = w.patches().pop().unwrap();
+    assert_eq!(patch.path, "/apis/apps/v1/namespaces/prod/deployments/api");
+}
