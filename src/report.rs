@@ -307,6 +307,40 @@ mod tests {
         assert_eq!(parsed, expected);
     }
 
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        /// Whatever the values (newlines, delimiter look-alikes, unicode, empty), the file
+        /// reads back to the same outputs under the runner's heredoc rules, never panics, and
+        /// every header and delimiter is a line of its own.
+        #[test]
+        fn github_output_round_trips(
+            values in proptest::collection::vec(
+                proptest::collection::vec(
+                    proptest::prop_oneof![
+                        "\\PC{0,12}",
+                        proptest::strategy::Just("\n".to_owned()),
+                        "ghadelimiter_[0-9a-f]{0,32}",
+                        proptest::strategy::Just("name<<EOF".to_owned()),
+                    ],
+                    0..6,
+                ).prop_map(|parts| parts.concat()),
+                1..9,
+            )
+        ) {
+            const NAMES: [&str; 9] = ["digest", "image", "previous-image", "changed", "revision",
+                "status", "ready-replicas", "duration-seconds", "result"];
+            let outputs: Vec<(&'static str, String)> =
+                NAMES.iter().copied().zip(values.iter().cloned()).collect();
+            let text = github_output(&outputs);
+            proptest::prop_assert!(text.ends_with('\n'));
+            let parsed = parse(&text);
+            let expected: Vec<(String, String)> =
+                outputs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+            proptest::prop_assert_eq!(parsed, expected);
+        }
+    }
+
     /// The outputs of the contract, from the first target.
     #[test]
     fn outputs_of_the_contract() {

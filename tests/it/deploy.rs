@@ -83,7 +83,7 @@ impl World {
         format!("{}/acme/api@{digest}", self.registry.host)
     }
 
-    fn command(&self, vars: &[(&str, &str)]) -> Command {
+    pub fn command(&self, vars: &[(&str, &str)]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kubeship"));
         command
             .env_clear()
@@ -915,4 +915,70 @@ fn github_actions_commands_summary_and_masks() {
         assert!(!stdout.contains(secret) && !written.contains(secret) && !summary.contains(secret));
     }
     assert_eq!(std::fs::read_dir(&workspace).unwrap().count(), 0, "wrote into the workspace");
+}
+
+/// Two more targets for the fault tests: `web` and `jobs`, running v1.
+fn three_targets(w: &World) {
+    for name in ["web", "jobs"] {
+        w.deployment(name, &w.image("v1"), 1);
+    }
+}
+
+/// 500s on PATCH: exit 4, the server's words, and a report of exactly what was patched
+/// (nothing); no workload changed.
+#[test]
+fn server_errors_on_patch_change_nothing() {
+    let w = World::start(false);
+    three_targets(&w);
+    w.sim.set_faults(kubesim::Faults { fail_verbs: vec!["patch".into()], ..Default::default() });
+    let run = w.run(&[("INPUT_IMAGE", &w.image("v2")), ("INPUT_DEPLOYMENT", "api,web,jobs")]);
+    assert_eq!(run.code, Some(4), "{}", run.stderr);
+    assert!(run.stderr.contains("patch"), "{}", run.stderr);
+    assert_eq!(run.outputs["status"], "failed");
+    assert_eq!(run.result["targets"], json!([]), "{}", run.result);
+    assert_eq!(w.patches().len(), 1, "it stops at the first rejected patch");
+    for name in ["api", "web", "jobs"] {
+        assert_eq!(w.container_image(name), w.image("v1"), "{name}");
+    }
+}
+
+/// SIGTERM while a patch is in flight: that patch completes (a patch is never cut in half),
+/// no other is sent, and the report names exactly the target that was patched; exit 143
+/// with status cancelled, well within the deadline.
+#[test]
+fn sigterm_during_the_patch_phase() {
+    let w = World::start(false);
+    three_targets(&w);
+    w.sim.set_faults(kubesim::Faults {
+        delay: Some(Duration::from_millis(1500)),
+        ..Default::default()
+    });
+    w.sim.clear_requests();
+    let _ = std::fs::remove_file(w.dir.path().join("output"));
+    let child = w
+        .command(&[("INPUT_IMAGE", &w.image("v2")), ("INPUT_DEPLOYMENT", "api,web,jobs")])
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while w.patches().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(30), "no PATCH was sent");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let run = w.finish(child.wait_with_output().unwrap());
+    assert_eq!(run.code, Some(143), "{}", run.stderr);
+    assert_eq!(run.outputs["status"], "cancelled");
+    assert_eq!(w.patches().len(), 1);
+    let patched: Vec<&str> = run.result["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(patched, ["api"]);
+    w.sim.set_faults(kubesim::Faults::default());
+    assert_eq!(w.container_image("api"), w.pinned(&w.v2));
+    assert_eq!(w.container_image("web"), w.image("v1"));
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
 }

@@ -21,5 +21,8 @@ mod deploy;
 // GitHub runner, `docker run` and a pod run it.
 mod image;
 
+// Secrets stay secret; credentials only for their registry; TLS checked by default.
+mod security;
+
 // action.yml, the README and the contract against the inputs and outputs kubeship has.
 mod action;

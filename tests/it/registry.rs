@@ -624,3 +624,22 @@ fn binary_help_and_version() {
         std::process::Command::new(env!("CARGO_BIN_EXE_kubeship")).arg("deploy").output().unwrap();
     assert_eq!(other.status.code(), Some(2));
 }
+
+/// A registry that answers slowly is waited for; one that hangs past tag-timeout is given up
+/// on at the deadline, not after the request's own timeout.
+#[test]
+fn slow_and_hanging_registries() {
+    let (_registry, proxy, digest, image) = proxied(Kind::OciManifest);
+    proxy.add(Rule::any("/manifests/", 1, Action::Delay(Duration::from_secs(2))));
+    let resolved = resolve(&image, None, Credentials::anonymous(), &http_options(LONG)).unwrap();
+    assert_eq!(resolved.digest, digest);
+
+    proxy.add(Rule::any("/manifests/", usize::MAX, Action::Delay(Duration::from_secs(15))));
+    let started = Instant::now();
+    let error =
+        resolve(&image, None, Credentials::anonymous(), &http_options(Duration::from_secs(3)))
+            .unwrap_err();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3 + 5), "hung for {took:?}");
+    assert!(matches!(error, Error::Unavailable { .. }), "{error:?}");
+}

@@ -1,0 +1,167 @@
+//! Secrets and trust: no secret in anything kubeship prints or writes, credentials only for
+//! the image's registry, TLS checked by default, a warning for a kubeconfig that skips it.
+
+use kubeship_testkit::proxy::Action;
+use kubeship_testkit::push::Kind;
+use kubeship_testkit::{FaultProxy, Registry, Rule, Setup};
+
+use super::deploy::{TOKEN, World};
+use super::support::{cluster_running, kubeship, stderr};
+
+/// Everything a run leaves behind, as text: standard output and error, and the files.
+fn everything(output: &std::process::Output, dir: &std::path::Path) -> String {
+    let mut text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for file in ["output", "summary", "deploy.env"] {
+        text.push_str(&std::fs::read_to_string(dir.join(file)).unwrap_or_default());
+    }
+    text
+}
+
+/// A wrong registry password over TLS, under GitHub Actions: exit 3, and the password
+/// appears only in the `::add-mask::` line, nowhere in the logs, errors, outputs, summary or
+/// dotenv report; outside Actions it appears nowhere at all.
+#[test]
+fn a_registry_password_never_leaks() {
+    let password = "pw-9c41-secret";
+    let registry = Registry::start(Setup::Htpasswd { user: "ci", password: "right-one" }).unwrap();
+    registry.pusher().unwrap().image("secure/app", "v1", Kind::OciManifest, "s").unwrap();
+    let image = format!("{}/secure/app:v1", registry.host);
+    let (_sim, dir) = cluster_running(&image);
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    for github in ["true", "false"] {
+        let output = kubeship(&[
+            ("INPUT_IMAGE", &image),
+            ("INPUT_DEPLOYMENT", "api"),
+            ("INPUT_REGISTRY-CA", &registry.ca_pem().unwrap()),
+            ("INPUT_REGISTRY-USERNAME", "ci"),
+            ("INPUT_REGISTRY-PASSWORD", password),
+            ("INPUT_DOTENV-FILE", &path("deploy.env")),
+            ("KUBECONFIG", &path("kubeconfig")),
+            ("GITHUB_ACTIONS", github),
+            ("GITHUB_OUTPUT", &path("output")),
+            ("GITHUB_STEP_SUMMARY", &path("summary")),
+            ("RUNNER_DEBUG", "1"),
+        ]);
+        assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+        let text = everything(&output, dir.path());
+        assert!(text.contains("401") || text.contains("unauthorized"), "{text}");
+        let leaks: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(password) && *l != format!("::add-mask::{password}"))
+            .collect();
+        assert!(leaks.is_empty(), "the password leaked: {leaks:?}");
+        assert_eq!(text.contains(password), github == "true", "{text}");
+    }
+}
+
+/// A kubeconfig token, through a run the cluster forbids (403): exit 4, the server's
+/// message, and the token nowhere.
+#[test]
+fn a_kubeconfig_token_never_leaks() {
+    let w = World::start(false);
+    w.sim.set_faults(kubesim::Faults {
+        forbid: vec![("get".into(), "deployments".into())],
+        ..kubesim::Faults::default()
+    });
+    let output = w
+        .command(&[
+            ("INPUT_IMAGE", &w.image("v2")),
+            ("INPUT_DEPLOYMENT", "api"),
+            ("INPUT_DOTENV-FILE", w.dir.path().join("deploy.env").to_str().unwrap()),
+            ("GITHUB_STEP_SUMMARY", w.dir.path().join("summary").to_str().unwrap()),
+            ("RUNNER_DEBUG", "1"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    let text = everything(&output, w.dir.path());
+    assert!(text.contains("forbidden"), "{text}");
+    assert!(!text.contains(TOKEN), "the token leaked: {text}");
+}
+
+/// A registry that asks for credentials: the docker config has some only for another
+/// registry, so none are sent (and the run fails with 401, exit 3); with an entry for this
+/// registry, they are.
+#[test]
+fn credentials_go_only_to_their_registry() {
+    let registry = Registry::start(Setup::Anonymous).unwrap();
+    registry.pusher().unwrap().image("acme/api", "v1", Kind::OciManifest, "c").unwrap();
+    let proxy = FaultProxy::start(&format!("http://{}", registry.host)).unwrap();
+    let challenge =
+        vec![("WWW-Authenticate".to_owned(), format!("Basic realm=\"{}\"", proxy.host()))];
+    proxy.add(Rule::any(
+        "/v2/",
+        usize::MAX,
+        Action::Respond { status: 401, headers: challenge, body: String::new() },
+    ));
+    let image = format!("{}/acme/api:v1", proxy.host());
+    let (_sim, dir) = cluster_running(&image);
+    let docker = tempfile::tempdir().unwrap();
+    let auth = |user: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:hunter2-7f"))
+    };
+    for (entry, expect_sent) in [("other.example:5000", false), (proxy.host().as_str(), true)] {
+        std::fs::write(
+            docker.path().join("config.json"),
+            format!(r#"{{"auths":{{"{entry}":{{"auth":"{}"}}}}}}"#, auth("ci")),
+        )
+        .unwrap();
+        let before = proxy.seen().len();
+        let output = kubeship(&[
+            ("INPUT_IMAGE", &image),
+            ("INPUT_DEPLOYMENT", "api"),
+            ("INPUT_INSECURE-REGISTRY", "true"),
+            ("DOCKER_CONFIG", docker.path().to_str().unwrap()),
+            ("KUBECONFIG", dir.path().join("kubeconfig").to_str().unwrap()),
+        ]);
+        assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+        let seen = proxy.seen();
+        let sent = seen[before..].iter().any(|s| s.authorization.is_some());
+        assert_eq!(sent, expect_sent, "entry for {entry}: {:?}", &seen[before..]);
+        assert!(!stderr(&output).contains("hunter2-7f"));
+    }
+}
+
+/// A kubeconfig with insecure-skip-tls-verify works, with a warning that says what to do.
+#[test]
+fn skipping_tls_verification_is_warned_about() {
+    let w = World::start(false);
+    let config = std::fs::read_to_string(w.dir.path().join("kubeconfig")).unwrap();
+    let start = config.find("    certificate-authority-data:").unwrap();
+    let end = start + config[start..].find('\n').unwrap() + 1;
+    let insecure =
+        format!("{}    insecure-skip-tls-verify: true\n{}", &config[..start], &config[end..]);
+    let output = w
+        .command(&[
+            ("INPUT_IMAGE", &w.image("v2")),
+            ("INPUT_DEPLOYMENT", "api"),
+            ("INPUT_DRY-RUN", "true"),
+            ("INPUT_KUBECONFIG", &insecure),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(
+        text.contains("warning: the kubeconfig sets insecure-skip-tls-verify")
+            && text.contains("certificate-authority-data"),
+        "{text}"
+    );
+    // Without the CA and without the flag, the API server's certificate is refused.
+    let untrusted = format!("{}{}", &config[..start], &config[end..]);
+    let output = w
+        .command(&[
+            ("INPUT_IMAGE", &w.image("v2")),
+            ("INPUT_DEPLOYMENT", "api"),
+            ("INPUT_DRY-RUN", "true"),
+            ("INPUT_KUBECONFIG", &untrusted),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+}
