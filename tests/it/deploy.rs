@@ -982,3 +982,42 @@ fn sigterm_during_the_patch_phase() {
     assert_eq!(w.container_image("web"), w.image("v1"));
     assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
 }
+
+/// The API server goes away mid-wait (its port refuses connections, open watches are cut)
+/// and comes back before the deadline: the run reconnects and reports the real end.
+#[test]
+fn api_server_gone_mid_wait_and_back() {
+    let w = World::start(false);
+    let ready_delay = Duration::from_secs(2);
+    w.sim.script(&w.pinned(&w.v2), Behaviour { ready_delay, ..Behaviour::default() });
+    let upstream = w.sim.url().trim_start_matches("https://").parse().unwrap();
+    let gate = kubeship_testkit::TcpGate::start(upstream).unwrap();
+    let config = std::fs::read_to_string(w.dir.path().join("kubeconfig"))
+        .unwrap()
+        .replace(&w.sim.url(), &format!("https://{}", gate.address));
+    let child = w
+        .command(&[
+            ("INPUT_IMAGE", &w.image("v2")),
+            ("INPUT_DEPLOYMENT", "api"),
+            ("INPUT_KUBECONFIG", &config),
+            ("INPUT_TIMEOUT", "60s"),
+        ])
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while w.patches().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(30), "no PATCH was sent");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    gate.shut();
+    // The rollout finishes while kubeship cannot see it.
+    std::thread::sleep(Duration::from_secs(6));
+    gate.open();
+    let run = w.finish(child.wait_with_output().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.outputs["status"], "succeeded");
+    assert_eq!(run.result["targets"][0]["ready_replicas"], 2);
+    assert!(run.stderr.contains("the watch failed"), "{}", run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
+}

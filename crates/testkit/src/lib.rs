@@ -1,16 +1,19 @@
 //! Real components for kubeship's tests, each started on a free loopback port and stopped on
 //! drop: Debian's `docker-registry` in three setups, a token server, a fault-injecting proxy,
-//! and ways to put real images into the registry.
+//! a TCP gate that makes a server go away and come back, and ways to put real images into
+//! the registry.
 //!
 //! Everything here is blocking and runs its servers on their own threads, so tests can be
 //! plain `#[test]` functions that start a Tokio runtime only for the code under test.
 
 pub mod certs;
+pub mod gate;
 pub mod proxy;
 pub mod push;
 pub mod registry;
 pub mod token;
 
+pub use gate::TcpGate;
 pub use proxy::{FaultProxy, Rule};
 pub use registry::{Registry, Setup};
 pub use token::TokenServer;
