@@ -601,8 +601,8 @@ fn forbidden_is_exit_4_with_the_permissions() {
     );
 }
 
-/// Watches dropped after every event, then 410s and 429s: the run still follows the rollout
-/// to its end.
+/// Watches dropped after every event, a storm of 410s and a burst of 429s: the run still
+/// follows the rollout to its end.
 #[test]
 fn survives_dropped_watches_410_and_429() {
     let w = World::start(false);
@@ -623,8 +623,11 @@ fn survives_dropped_watches_410_and_429() {
         ])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    w.sim.expire_history();
+    // A storm of 410s: the history is forgotten again and again while kubeship watches.
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(150));
+        w.sim.expire_history();
+    }
     let run = w.finish(child.wait_with_output().unwrap());
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(run.outputs["status"], "succeeded");

@@ -643,3 +643,41 @@ fn slow_and_hanging_registries() {
     assert!(took < Duration::from_secs(3 + 5), "hung for {took:?}");
     assert!(matches!(error, Error::Unavailable { .. }), "{error:?}");
 }
+
+/// The registry goes away in the middle of a request (the connection is cut while the
+/// answer is held back) and comes back: the resolution retries and succeeds. Gone for good,
+/// it is reported as unavailable at tag-timeout.
+#[test]
+fn registry_dying_mid_request() {
+    let (_registry, proxy, digest, _) = proxied(Kind::OciManifest);
+    let upstream = proxy.host().parse().unwrap();
+    let gate = kubeship_testkit::TcpGate::start(upstream).unwrap();
+    let image = format!("{}/demo/app:v1", gate.address);
+    proxy.add(Rule::any("/manifests/", 1, Action::Delay(Duration::from_secs(2))));
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(700));
+            gate.shut();
+            std::thread::sleep(Duration::from_millis(800));
+            gate.open();
+        });
+        let resolved =
+            resolve(&image, None, Credentials::anonymous(), &http_options(LONG)).unwrap();
+        assert_eq!(resolved.digest, digest);
+    });
+    assert!(proxy_heads(&proxy).len() >= 2, "{:?}", proxy.seen());
+
+    proxy.add(Rule::any("/manifests/", 1, Action::Delay(Duration::from_secs(2))));
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(500));
+            gate.shut();
+        });
+        let error =
+            resolve(&image, None, Credentials::anonymous(), &http_options(Duration::from_secs(3)))
+                .unwrap_err();
+        assert!(matches!(error, Error::Unavailable { .. }), "{error:?}");
+    });
+    assert!(started.elapsed() < Duration::from_secs(3 + 5), "{:?}", started.elapsed());
+}
