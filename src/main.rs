@@ -35,9 +35,20 @@ fn main() -> ExitCode {
     let debug = env().any(|(k, v)| (k == "RUNNER_DEBUG" || k == "KUBESHIP_DEBUG") && v == "1");
     kubeship::log::set_debug(debug);
     kubeship::log::set_github(env().any(|(k, v)| k == "GITHUB_ACTIONS" && v == "true"));
+    let var = |name: &str| env().find(|(k, _)| k == name).map(|(_, v)| v).filter(|v| !v.is_empty());
     let inputs = match Inputs::from_vars(env()) {
         Ok(inputs) => inputs,
-        Err(e) => return fail(&kubeship::Error::from(e)),
+        Err(e) => {
+            // Still a report: status failed, the error in the summary, the outputs written.
+            let error = kubeship::Error::from(e);
+            let text = kubeship::error::render_chain(&error);
+            kubeship::log::error_titled(error.title(), &text);
+            let report = kubeship::report::Report { status: "failed", ..Default::default() };
+            // The input error stays the exit code even when an output cannot be written too.
+            let _ = report_to_github(&report, Some(&text), &var);
+            println!("{}", report.json());
+            return ExitCode::from(error.exit_code());
+        }
     };
     let runtime =
         match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
@@ -67,24 +78,10 @@ fn main() -> ExitCode {
     if let (Some(error), Some(text)) = (&run.error, &error) {
         kubeship::log::error_titled(error.title(), text);
     }
-    let var = |name: &str| env().find(|(k, _)| k == name).map(|(_, v)| v).filter(|v| !v.is_empty());
-    if let Some(path) = var("GITHUB_STEP_SUMMARY") {
-        let markdown = kubeship::report::summary(&run.report, error.as_deref());
-        if let Err(e) = kubeship::report::write_summary(std::path::Path::new(&path), &markdown) {
-            kubeship::log::warn(format_args!(
-                "cannot write the step summary to $GITHUB_STEP_SUMMARY ({path}): {e}"
-            ));
-        }
+    if let Err(code) = report_to_github(&run.report, error.as_deref(), &var) {
+        return code;
     }
     let outputs = run.report.outputs();
-    if let Some(path) = var("GITHUB_OUTPUT")
-        && let Err(e) = kubeship::report::write_github_output(std::path::Path::new(&path), &outputs)
-    {
-        kubeship::log::error(format_args!(
-            "cannot write the outputs to $GITHUB_OUTPUT ({path}): {e}; check that the step may write the runner's file-command directory"
-        ));
-        return ExitCode::from(1);
-    }
     if let Err(e) = kubeship::report::write_files(
         &outputs,
         inputs.dotenv_file.as_deref(),
@@ -99,9 +96,31 @@ fn main() -> ExitCode {
     ExitCode::from(run.exit_code())
 }
 
-fn fail(error: &kubeship::Error) -> ExitCode {
-    kubeship::log::error_titled(error.title(), kubeship::error::render_chain(error));
-    ExitCode::from(error.exit_code())
+/// The step summary and `$GITHUB_OUTPUT`, when the runner gives their files. An output
+/// that cannot be written fails the run (exit 1): a later step would read nothing.
+fn report_to_github(
+    report: &kubeship::report::Report,
+    error: Option<&str>,
+    var: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ExitCode> {
+    if let Some(path) = var("GITHUB_STEP_SUMMARY") {
+        let markdown = kubeship::report::summary(report, error);
+        if let Err(e) = kubeship::report::write_summary(std::path::Path::new(&path), &markdown) {
+            kubeship::log::warn(format_args!(
+                "cannot write the step summary to $GITHUB_STEP_SUMMARY ({path}): {e}"
+            ));
+        }
+    }
+    if let Some(path) = var("GITHUB_OUTPUT")
+        && let Err(e) =
+            kubeship::report::write_github_output(std::path::Path::new(&path), &report.outputs())
+    {
+        kubeship::log::error(format_args!(
+            "cannot write the outputs to $GITHUB_OUTPUT ({path}): {e}; check that the step may write the runner's file-command directory"
+        ));
+        return Err(ExitCode::from(1));
+    }
+    Ok(())
 }
 
 fn help() -> String {

@@ -306,7 +306,8 @@ struct Prepared {
     plans: Vec<(targets::Workload, Vec<select::Change>)>,
 }
 
-/// The digest, the cluster, every target read and every container chosen: no writes.
+/// The cluster's configuration, the digest, every target read and every container chosen:
+/// no writes.
 async fn prepare(inputs: &Inputs, report: &mut Report) -> Result<Prepared, Error> {
     // The cluster's configuration first: it sends nothing, and a kubeconfig mistake should not
     // wait out a registry's tag-timeout before it is reported.

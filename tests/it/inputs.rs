@@ -157,3 +157,33 @@ fn malformed_inputs_are_exit_2_and_send_nothing() {
         failures.join("\n")
     );
 }
+
+/// An input error under GitHub Actions is still reported: an `::error::` annotation, the
+/// outputs with `status=failed`, the error in the step summary, the result JSON on stdout.
+#[test]
+fn input_errors_are_reported_to_github() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output_file, summary_file) = (dir.path().join("output"), dir.path().join("summary"));
+    let output = super::support::kubeship(&[
+        ("INPUT_IMAGE", IMAGE),
+        ("INPUT_DEPLOYMENT", "api"),
+        ("INPUT_TIMEOUT", "soon"),
+        ("GITHUB_ACTIONS", "true"),
+        ("GITHUB_OUTPUT", output_file.to_str().unwrap()),
+        ("GITHUB_STEP_SUMMARY", summary_file.to_str().unwrap()),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr
+            .starts_with("::error title=kubeship%3A invalid input or configuration::input timeout"),
+        "{stderr}"
+    );
+    let outputs = super::deploy::parse_outputs(&std::fs::read_to_string(&output_file).unwrap());
+    assert_eq!(outputs["status"], "failed");
+    let summary = std::fs::read_to_string(&summary_file).unwrap();
+    assert!(summary.contains("**Error:** input timeout (INPUT_TIMEOUT)"), "{summary}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(result["status"], "failed");
+}
