@@ -197,6 +197,23 @@ fn create_container_config_error() {
     );
 }
 
+/// A container that keeps exiting goes to CrashLoopBackOff with its last termination, and
+/// the pod's phase is Running (the kubelet's getPhase: it started, and is restarting).
+#[test]
+fn crash_loop_is_running_with_the_last_termination() {
+    let sim = Simulator::start(Options { manual_clock: true, ..Options::default() }).unwrap();
+    let crash = Some((Duration::from_secs(1), "OOMKilled".to_owned(), 137));
+    sim.script("app:oom", Behaviour { crash, ..Behaviour::default() });
+    sim.create(&resources::DEPLOYMENTS, deployment("app:oom", json!({}))).unwrap();
+    sim.advance(Duration::from_secs(2));
+    let pod = pod(&sim);
+    assert_eq!(waiting(&pod).0, "CrashLoopBackOff", "{pod}");
+    let status = &pod["status"]["containerStatuses"][0];
+    assert_eq!(status["lastState"]["terminated"]["reason"], "OOMKilled");
+    assert_eq!(status["lastState"]["terminated"]["exitCode"], 137);
+    assert_eq!(pod["status"]["phase"], "Running");
+}
+
 /// minReadySeconds holds availability back after readiness.
 #[test]
 fn min_ready_seconds_delays_availability() {

@@ -463,11 +463,13 @@ fn sync_pod(shared: &Shared, state: &mut State, now: Instant, mut pod: Value) ->
         new_events.extend(container_events);
         statuses.push(status);
     }
-    // Running once every container has started (running, or exited and restarting).
-    let started = statuses
-        .iter()
-        .all(|st| !st["state"]["running"].is_null() || !st["lastState"]["terminated"].is_null());
-    let phase = if any_running && started { "Running" } else { "Pending" };
+    // The kubelet's getPhase for restartPolicy Always: Running once every container has
+    // started, whether it runs now or exited and is restarting (a crash loop is Running).
+    let started = !statuses.is_empty()
+        && statuses.iter().all(|st| {
+            !st["state"]["running"].is_null() || !st["lastState"]["terminated"].is_null()
+        });
+    let phase = if started { "Running" } else { "Pending" };
     pod["status"]["phase"] = json!(phase);
     pod["status"]["hostIP"] = json!("127.0.0.1");
     pod["status"]["hostIPs"] = json!([{"ip": "127.0.0.1"}]);
