@@ -2,8 +2,9 @@
 //!
 //! Run with `cargo bench --bench resolve`. Prints a Markdown table and writes it to
 //! `target/bench/resolve.md`. Both tools are timed as processes (what a CI step pays), and
-//! kubeship also in-process (the resolution alone, without process start-up). The binary is
-//! given no kubeconfig, so its run ends right after the resolution, at the cluster stage.
+//! kubeship also in-process (the resolution alone, without process start-up). The binary's
+//! kubeconfig names a closed port, so its run ends right after the resolution, when it first
+//! asks the cluster for the target (connection refused, exit 4).
 
 #![allow(clippy::unwrap_used)]
 
@@ -51,14 +52,25 @@ fn main() {
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     });
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: closed\n  cluster:\n    server: http://127.0.0.1:9\n\
+         contexts:\n- name: closed\n  context:\n    cluster: closed\n    user: none\n\
+         current-context: closed\nusers:\n- name: none\n  user: {}\n",
+    )
+    .unwrap();
     let binary = time(RUNS, || {
         let out = Command::new(env!("CARGO_BIN_EXE_kubeship"))
             .env_clear()
+            .env("KUBECONFIG", &kubeconfig)
             .env("INPUT_IMAGE", &image)
             .env("INPUT_DEPLOYMENT", "bench")
             .env("INPUT_INSECURE-REGISTRY", "true")
             .output()
             .unwrap();
+        assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
         assert!(String::from_utf8_lossy(&out.stdout).contains(&expected));
     });
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -76,7 +88,6 @@ fn main() {
     });
 
     // Requests per resolution with token auth: what the registry and token service received.
-    let dir = tempfile::tempdir().unwrap();
     let tokens = TokenServer::start(certs::signing(dir.path()).unwrap()).unwrap();
     let token_registry = Registry::start(Setup::Token(&tokens)).unwrap();
     token_registry.pusher().unwrap().image("bench/app", "v1", Kind::OciIndex, "bench").unwrap();
