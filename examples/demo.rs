@@ -84,7 +84,10 @@ fn main() -> anyhow::Result<()> {
             .status()
             .context("running kubeship")?;
         println!("\nexit code {}\n\n$GITHUB_OUTPUT:", status.code().unwrap_or(-1));
-        for (name, value) in outputs(&std::fs::read_to_string(&output_file)?)? {
+        let written = std::fs::read_to_string(&output_file)?;
+        let outputs = kubeship_testkit::github::parse_output(&written)
+            .map_err(|e| anyhow::anyhow!("the runner would refuse $GITHUB_OUTPUT: {e}"))?;
+        for (name, value) in outputs {
             if name != "result" {
                 println!("  {name} = {value}");
             }
@@ -106,17 +109,4 @@ fn kubeship_binary() -> anyhow::Result<std::path::PathBuf> {
         bail!("{} is missing: run scripts/demo", binary.display());
     }
     Ok(binary)
-}
-
-/// `$GITHUB_OUTPUT` read as the runner reads it: `name<<DELIMITER`, lines, `DELIMITER`.
-fn outputs(text: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    let mut lines = text.lines();
-    while let Some(header) = lines.next() {
-        let (name, delimiter) =
-            header.split_once("<<").with_context(|| format!("invalid output line {header:?}"))?;
-        let value: Vec<&str> = lines.by_ref().take_while(|l| *l != delimiter).collect();
-        out.push((name.to_owned(), value.join("\n")));
-    }
-    Ok(out)
 }

@@ -275,22 +275,9 @@ pub fn write_files(
 mod tests {
     use super::*;
 
-    /// The runner's reading of the file: `name<<DELIM`, lines, `DELIM`.
+    /// The runner's reading of the file, which must accept it.
     fn parse(text: &str) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        let mut lines = text.lines();
-        while let Some(header) = lines.next() {
-            let (name, delimiter) = header.split_once("<<").expect("heredoc header");
-            let mut value = Vec::new();
-            for line in lines.by_ref() {
-                if line == delimiter {
-                    break;
-                }
-                value.push(line);
-            }
-            out.push((name.to_owned(), value.join("\n")));
-        }
-        out
+        kubeship_testkit::github::parse_output(text).expect("the runner accepts the file")
     }
 
     /// Values with newlines and delimiter-like text parse back unchanged.

@@ -174,24 +174,12 @@ struct Run {
     outputs: BTreeMap<String, String>,
 }
 
-/// `$GITHUB_OUTPUT` read with the runner's heredoc rules.
+/// `$GITHUB_OUTPUT` read with the runner's rules, which must accept it.
 pub fn parse_outputs(text: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut lines = text.lines();
-    while let Some(header) = lines.next() {
-        let Some((name, delimiter)) = header.split_once("<<") else {
-            panic!("not a heredoc header: {header}")
-        };
-        let mut value = Vec::new();
-        for line in lines.by_ref() {
-            if line == delimiter {
-                break;
-            }
-            value.push(line);
-        }
-        out.insert(name.to_owned(), value.join("\n"));
-    }
-    out
+    kubeship_testkit::github::parse_output(text)
+        .unwrap_or_else(|e| panic!("the runner refuses $GITHUB_OUTPUT: {e}\n{text}"))
+        .into_iter()
+        .collect()
 }
 
 /// A good rollout: the digest pinned on the matching container only, with field manager
