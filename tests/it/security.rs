@@ -127,7 +127,8 @@ fn credentials_go_only_to_their_registry() {
     }
 }
 
-/// A kubeconfig with insecure-skip-tls-verify works, with a warning that says what to do.
+/// A kubeconfig with insecure-skip-tls-verify works, with a warning that says what to do
+/// (an annotation under GitHub Actions).
 #[test]
 fn skipping_tls_verification_is_warned_about() {
     let w = World::start(false);
@@ -150,6 +151,23 @@ fn skipping_tls_verification_is_warned_about() {
     assert!(
         text.contains("warning: the kubeconfig sets insecure-skip-tls-verify")
             && text.contains("certificate-authority-data"),
+        "{text}"
+    );
+    // Under GitHub Actions the same warning is a `::warning::` annotation.
+    let output = w
+        .command(&[
+            ("INPUT_IMAGE", &w.image("v2")),
+            ("INPUT_DEPLOYMENT", "api"),
+            ("INPUT_DRY-RUN", "true"),
+            ("INPUT_KUBECONFIG", &insecure),
+            ("GITHUB_ACTIONS", "true"),
+        ])
+        .output()
+        .unwrap();
+    let text = stderr(&output);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("::warning::the kubeconfig sets insecure-skip-tls-verify")),
         "{text}"
     );
     // Without the CA and without the flag, the API server's certificate is refused.
