@@ -18,6 +18,9 @@ pub enum Error {
     /// Exit 4 for the API, exit 2 for container choices.
     #[error(transparent)]
     Targets(#[from] crate::targets::Error),
+    /// Exit 2: an output destination cannot be written; nothing was sent.
+    #[error(transparent)]
+    Destinations(#[from] crate::report::files::Error),
 }
 
 impl Error {
@@ -28,6 +31,7 @@ impl Error {
             Self::Registry(e) => e.exit_code(),
             Self::Cluster(_) => 2,
             Self::Targets(e) => e.exit_code(),
+            Self::Destinations(_) => 2,
         }
     }
 

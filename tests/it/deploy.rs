@@ -162,7 +162,13 @@ impl World {
         d["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().to_owned()
     }
 
+    /// The real patches the cluster received (not the dry runs of the preflight).
     pub fn patches(&self) -> Vec<kubesim::Logged> {
+        self.all_patches().into_iter().filter(|r| !r.query.contains_key("dryRun")).collect()
+    }
+
+    /// Every PATCH, dry runs included.
+    pub fn all_patches(&self) -> Vec<kubesim::Logged> {
         self.sim.requests().into_iter().filter(|r| r.method == "PATCH").collect()
     }
 }
@@ -274,11 +280,13 @@ fn missing_target_is_exit_4_before_any_patch() {
     w.sim.clear_requests();
     let run = w.run(&[("INPUT_IMAGE", &w.image("v2")), ("INPUT_DEPLOYMENT", "api,sts/db")]);
     assert_eq!(run.code, Some(4), "{}", run.stderr);
-    assert!(run.stderr.contains("StatefulSet prod/db was not found"), "{}", run.stderr);
-    assert!(w.patches().is_empty());
+    assert!(run.stderr.contains("statefulset/db not found in namespace prod"), "{}", run.stderr);
+    assert!(w.all_patches().is_empty());
 }
 
-/// dry-run: the patch is sent with dryRun=All and nothing changes; wait=false: applied.
+/// dry-run: the patch is sent with dryRun=All only, nothing changes, and the report says so
+/// (changed=false, no new revision, the real replica count); wait=false: applied, with the
+/// revision the patch made and the real counts, not those from before the patch.
 #[test]
 fn dry_run_and_no_wait() {
     let w = World::start(false);
@@ -288,8 +296,19 @@ fn dry_run_and_no_wait() {
         ("INPUT_DRY-RUN", "true"),
     ]);
     assert_eq!((run.code, run.outputs["status"].as_str()), (Some(0), "dry-run"), "{}", run.stderr);
-    assert_eq!(w.patches()[0].query.get("dryRun").map(String::as_str), Some("All"));
+    let patches = w.all_patches();
+    assert_eq!(patches.len(), 1);
+    assert_eq!(patches[0].query.get("dryRun").map(String::as_str), Some("All"));
     assert_eq!(w.container_image("api"), w.image("v1"));
+    let target = &run.result["targets"][0];
+    assert_eq!(
+        (target["status"].as_str(), target["changed"].as_bool()),
+        (Some("dry-run"), Some(false))
+    );
+    assert_eq!((run.outputs["changed"].as_str(), run.outputs["revision"].as_str()), ("false", ""));
+    assert_eq!(target["replicas"], 2);
+    assert_eq!(target["containers"][0]["image"], w.pinned(&w.v2).as_str(), "what would change");
+
     let run = w.run(&[
         ("INPUT_IMAGE", &w.image("v2")),
         ("INPUT_DEPLOYMENT", "api"),
@@ -297,6 +316,12 @@ fn dry_run_and_no_wait() {
     ]);
     assert_eq!((run.code, run.outputs["status"].as_str()), (Some(0), "applied"), "{}", run.stderr);
     assert_eq!(w.container_image("api"), w.pinned(&w.v2));
+    let d = w.sim.get(&resources::DEPLOYMENTS, "prod", "api").unwrap();
+    let revision =
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"].as_str().unwrap();
+    assert_eq!(run.outputs["revision"], revision, "the revision the patch made");
+    assert_eq!(revision, "2");
+    assert_eq!(run.result["targets"][0]["replicas"], 2);
 }
 
 /// Pods that never get ready: the progress deadline fails the run with kubectl's words,
@@ -564,7 +589,11 @@ fn kubeconfig_input_and_context() {
         ("INPUT_CONTEXT", "staging"),
     ]);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
-    assert!(run.stderr.contains("has no context \"staging\"; it has: kubesim"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("has no context \"staging\": set the context input to one of: kubesim"),
+        "{}",
+        run.stderr
+    );
 }
 
 /// RBAC: a 403 is exit 4, quoting the server and listing the permissions kubeship needs.
@@ -583,7 +612,8 @@ fn forbidden_is_exit_4_with_the_permissions() {
         run.stderr
     );
     assert!(
-        run.stderr.contains("get, patch, list and watch on the workload kind"),
+        run.stderr.contains("the verb \"get\" on \"deployments\"")
+            && run.stderr.contains("Permissions"),
         "{}",
         run.stderr
     );
@@ -893,7 +923,7 @@ fn github_actions_commands_summary_and_masks() {
 
     let summary = std::fs::read_to_string(&summary_path).unwrap();
     assert!(summary.starts_with("### kubeship: failed\n"), "{summary}");
-    assert!(summary.contains("| deployment/api in prod | failed | app | `"), "{summary}");
+    assert!(summary.contains("| `deployment/api in prod` | failed | `app` | `"), "{summary}");
     assert!(summary.contains("```text\n"), "{summary}");
     assert!(summary.contains("ImagePullBackOff") || summary.contains("ErrImagePull"), "{summary}");
 
@@ -915,8 +945,8 @@ fn three_targets(w: &World) {
     }
 }
 
-/// 500s on PATCH: exit 4, the server's words, and a report of exactly what was patched
-/// (nothing); no workload changed.
+/// 500s on PATCH: the preflight's dry runs fail, so exit 4 with the server's words, no real
+/// patch, every target reported as refused, and no workload changed.
 #[test]
 fn server_errors_on_patch_change_nothing() {
     let w = World::start(false);
@@ -924,10 +954,17 @@ fn server_errors_on_patch_change_nothing() {
     w.sim.set_faults(kubesim::Faults { fail_verbs: vec!["patch".into()], ..Default::default() });
     let run = w.run(&[("INPUT_IMAGE", &w.image("v2")), ("INPUT_DEPLOYMENT", "api,web,jobs")]);
     assert_eq!(run.code, Some(4), "{}", run.stderr);
-    assert!(run.stderr.contains("patch"), "{}", run.stderr);
+    assert!(run.stderr.contains("dry run of the patches was refused"), "{}", run.stderr);
     assert_eq!(run.outputs["status"], "failed");
-    assert_eq!(run.result["targets"], json!([]), "{}", run.result);
-    assert_eq!(w.patches().len(), 1, "it stops at the first rejected patch");
+    let statuses: Vec<(&str, bool)> = run.result["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["status"].as_str().unwrap(), t["changed"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(statuses, [("failed", false); 3], "{}", run.result);
+    assert_eq!(w.all_patches().len(), 3, "one dry run per target");
+    assert!(w.patches().is_empty(), "no real patch");
     for name in ["api", "web", "jobs"] {
         assert_eq!(w.container_image(name), w.image("v1"), "{name}");
     }
@@ -961,13 +998,22 @@ fn sigterm_during_the_patch_phase() {
     assert_eq!(run.code, Some(143), "{}", run.stderr);
     assert_eq!(run.outputs["status"], "cancelled");
     assert_eq!(w.patches().len(), 1);
-    let patched: Vec<&str> = run.result["targets"]
+    let statuses: Vec<(&str, &str, bool)> = run.result["targets"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| t["name"].as_str().unwrap())
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap(),
+                t["status"].as_str().unwrap(),
+                t["changed"].as_bool().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(patched, ["api"]);
+    assert_eq!(
+        statuses,
+        [("api", "cancelled", true), ("web", "skipped", false), ("jobs", "skipped", false)]
+    );
     w.sim.set_faults(kubesim::Faults::default());
     assert_eq!(w.container_image("api"), w.pinned(&w.v2));
     assert_eq!(w.container_image("web"), w.image("v1"));

@@ -1,0 +1,197 @@
+//! Access to the cluster. The kubeconfig ([`kubeconfig`]) or the in-cluster service account
+//! gives a client; the namespace is the `namespace` input, else the context's, else the
+//! service account's, else `default`. Every request the client sends is bounded (connect
+//! 10 s, an answer within 30 s; callers bound it further by their deadline, see [`api`]),
+//! names itself `kubeship/<version>`, and every credential in the configuration is registered
+//! for redaction before anything can print it.
+
+pub mod access;
+pub mod api;
+pub mod kubeconfig;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use api::{ApiError, call};
+
+/// Why the cluster cannot be used from this configuration. All are exit 2: nothing was sent.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "{source_} is not a usable kubeconfig: {detail}. Give the kubeconfig file's YAML, or base64 of it"
+    )]
+    Kubeconfig { source_: String, detail: String },
+    #[error("{variable} names {paths}, which does not exist: {hint}")]
+    KubeconfigPath { variable: &'static str, paths: String, hint: &'static str },
+    #[error(
+        "no cluster credentials: give the kubeconfig input, set KUBECONFIG, or run in a pod with a service account"
+    )]
+    Missing,
+    #[error("{source_} {problem}: set the context input to one of: {available}")]
+    Context { source_: String, problem: String, available: String },
+    #[error(
+        "the kubeconfig authenticates with the exec plugin {command:?}, which is not on PATH \
+         (EKS and GKE kubeconfigs need aws or gke-gcloud-auth-plugin): install it in the step's \
+         image, or use a kubeconfig with a service-account token"
+    )]
+    ExecPluginMissing { command: String },
+    #[error("the in-cluster service account cannot be used: {0}")]
+    InCluster(String),
+    #[error("the kubeconfig's cluster settings cannot be used: {0}")]
+    Client(String),
+}
+
+/// Where the kubeconfig comes from, as the inputs and environment say.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// The `kubeconfig` input.
+    pub kubeconfig: Option<String>,
+    /// The `context` input.
+    pub context: Option<String>,
+    /// The `namespace` input.
+    pub namespace: Option<String>,
+    /// `KUBECONFIG`, split.
+    pub kubeconfig_paths: Vec<PathBuf>,
+    /// `$HOME`, for `~/.kube/config`.
+    pub home: Option<PathBuf>,
+}
+
+/// A client and the namespace the targets live in.
+pub struct Cluster {
+    pub client: kube::Client,
+    pub namespace: String,
+    /// `https://host:port`, for messages.
+    pub server: String,
+    /// Said once, as warnings: `insecure-skip-tls-verify`, a token over plain HTTP.
+    pub warnings: Vec<String>,
+}
+
+/// No answer to a request within this is a failure (the contract's "Bounded, always").
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(30);
+const CONNECT_WITHIN: Duration = Duration::from_secs(10);
+const USER_AGENT: &str = concat!("kubeship/", env!("CARGO_PKG_VERSION"));
+
+/// Builds the client. Sends nothing.
+///
+/// # Errors
+/// Every [`Error`]; all are configuration errors.
+pub async fn connect(access: &Access) -> Result<Cluster, Error> {
+    crate::tls::install_crypto_provider();
+    let mut config = match kubeconfig::load(access)? {
+        Some(loaded) => {
+            let options = kubeconfig::options(&loaded, access.context.as_deref())?;
+            register_secrets(&loaded.kubeconfig);
+            kube::Config::from_custom_kubeconfig(loaded.kubeconfig, &options).await.map_err(
+                |e| Error::Kubeconfig {
+                    source_: loaded.source,
+                    detail: crate::error::render_chain(&e),
+                },
+            )?
+        }
+        None => kube::Config::incluster().map_err(|e| match e {
+            kube::config::InClusterError::ReadEnvironmentVariable(_) => Error::Missing,
+            other => Error::InCluster(crate::error::render_chain(&other)),
+        })?,
+    };
+    if let Some(command) = config.auth_info.exec.as_ref().and_then(|e| e.command.clone())
+        && !on_path(&command)
+    {
+        return Err(Error::ExecPluginMissing { command });
+    }
+    let server = config.cluster_url.to_string().trim_end_matches('/').to_owned();
+    let mut warnings = Vec::new();
+    if config.accept_invalid_certs {
+        warnings.push(
+            "the kubeconfig sets insecure-skip-tls-verify: the API server's identity is not checked; \
+             give its CA (certificate-authority-data) instead"
+                .to_owned(),
+        );
+    }
+    let sends_credentials = config.auth_info.token.is_some()
+        || config.auth_info.token_file.is_some()
+        || config.auth_info.exec.is_some()
+        || config.auth_info.password.is_some();
+    if config.cluster_url.scheme_str() == Some("http") && sends_credentials {
+        // kubectl refuses to send a token over plain HTTP; kube-rs sends it. Say so.
+        warnings.push(format!(
+            "the kubeconfig sends credentials to {server} over plain HTTP, where anyone on the \
+             path can read them: use the API server's https address"
+        ));
+    }
+    config.connect_timeout = Some(CONNECT_WITHIN);
+    config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_static(USER_AGENT)));
+    let namespace = access.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
+    let client = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| Error::Client(crate::error::render_chain(&e)))?
+        .with_layer(&tower::timeout::TimeoutLayer::new(ANSWER_WITHIN))
+        .build();
+    Ok(Cluster { client, namespace, server, warnings })
+}
+
+/// Every credential of the kubeconfig, registered for redaction before anything can print it:
+/// the users' tokens, passwords and keys, auth-provider tokens, and every exec plugin's
+/// environment values and secret-looking arguments (`--token=…`, `--client-secret x`).
+fn register_secrets(kubeconfig: &kube::config::Kubeconfig) {
+    use secrecy::ExposeSecret as _;
+    for named in &kubeconfig.auth_infos {
+        let Some(user) = &named.auth_info else { continue };
+        for secret in [&user.token, &user.password, &user.client_key_data].into_iter().flatten() {
+            crate::log::secret(secret.expose_secret());
+        }
+        let provider = user.auth_provider.as_ref().map(|p| &p.config);
+        for (key, value) in provider.into_iter().flatten() {
+            if secret_name(key) {
+                crate::log::secret(value);
+            }
+        }
+        let Some(exec) = &user.exec else { continue };
+        for env in exec.env.iter().flatten() {
+            if let Some(value) = env.get("value") {
+                crate::log::secret(value);
+            }
+        }
+        let mut after_secret_flag = false;
+        for arg in exec.args.iter().flatten() {
+            match arg.split_once('=') {
+                Some((flag, value)) if secret_name(flag) => crate::log::secret(value),
+                _ if after_secret_flag => crate::log::secret(arg),
+                _ => {}
+            }
+            after_secret_flag = arg.starts_with('-') && !arg.contains('=') && secret_name(arg);
+        }
+    }
+}
+
+/// Names of settings and flags that hold secrets.
+fn secret_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["token", "secret", "password", "key", "credential"].iter().any(|w| name.contains(w))
+}
+
+fn on_path(command: &str) -> bool {
+    if command.contains('/') {
+        return Path::new(command).is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(command).is_file()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Exec plugin secrets are registered whatever form they take; ordinary arguments are not.
+    #[test]
+    fn exec_plugin_secrets_are_registered() {
+        let config = kubeconfig::parse(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://x\n\
+             users:\n- name: u\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      \
+             command: helper\n      args: [get-token, --token=arg-s3cret-1, --client-secret, arg-s3cret-2, --region, us-east-1]\n      \
+             env:\n      - name: AWS_SECRET_ACCESS_KEY\n        value: env-s3cret-3\n",
+        )
+        .expect("parses");
+        register_secrets(&config);
+        let text = crate::log::redact("arg-s3cret-1 arg-s3cret-2 env-s3cret-3 us-east-1 get-token");
+        assert_eq!(text, "*** *** *** us-east-1 get-token");
+    }
+}
