@@ -142,12 +142,11 @@ pub fn explain(request: Request<'_>, error: &kube::Error) -> ApiError {
 
 /// An authentication setup that failed before the request was sent: an exec plugin or a token
 /// file. kube's message for a failed plugin holds its command line and output: not quoted.
-fn auth_failure(error: &kube::client::AuthError) -> String {
+pub fn auth_failure(error: &kube::client::AuthError) -> String {
     use kube::client::AuthError;
     match error {
         AuthError::AuthExecRun { cmd, out, .. } => {
-            let program = cmd.split_whitespace().next().unwrap_or("the exec plugin");
-            let program = crate::untrusted::short(program, 120);
+            let program = crate::untrusted::short(&program_of(cmd), 120);
             let stderr = String::from_utf8_lossy(&out.stderr);
             let tail = crate::untrusted::lines(&stderr, 3).join(" / ");
             let said = if tail.is_empty() { String::new() } else { format!(": {tail}") };
@@ -166,6 +165,19 @@ fn auth_failure(error: &kube::client::AuthError) -> String {
         AuthError::AuthExec(_) => "the kubeconfig's exec plugin failed".into(),
         other => format!("the kubeconfig's credentials cannot be used: {}", kind_of(other)),
     }
+}
+
+/// The program's file name in kube's rendering of the command (`KEY="value" … "/path/prog"
+/// "arg" …`): the first word that is not an environment assignment.
+fn program_of(cmd: &str) -> String {
+    let assignment = |word: &str| {
+        word.split_once('=').is_some_and(|(key, _)| {
+            !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+    };
+    let word = cmd.split_whitespace().find(|w| !assignment(w)).unwrap_or("the exec plugin");
+    let path = word.trim_matches('"');
+    path.rsplit('/').next().unwrap_or(path).to_owned()
 }
 
 /// The variant of an auth error, without its payload (which may hold a secret).
@@ -259,6 +271,14 @@ mod tests {
         let get = Request { verb: "get", ..PATCH };
         let e = explain(get, &api(500, "etcd down"));
         assert!(e.message.contains("to get") && !e.message.contains("patch"), "{}", e.message);
+    }
+
+    /// The exec plugin is named by its file name, never by its environment or arguments.
+    #[test]
+    fn exec_plugin_names() {
+        let cmd = r#"SECRET="***" KUBERNETES_EXEC_INFO="{\"kind\":\"ExecCredential\"}" "/usr/bin/aws" "eks" "get-token""#;
+        assert_eq!(program_of(cmd), "aws");
+        assert_eq!(program_of("gke-gcloud-auth-plugin"), "gke-gcloud-auth-plugin");
     }
 
     /// The server's words arrive on one line, without control characters.

@@ -39,6 +39,19 @@ pub enum Error {
     InCluster(String),
     #[error("the kubeconfig's cluster settings cannot be used: {0}")]
     Client(String),
+    /// Exit 4: the credentials could not be obtained (an exec plugin failed).
+    #[error("{0}")]
+    Authentication(String),
+}
+
+impl Error {
+    /// Exit 2 for configuration; exit 4 when authenticating failed.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Authentication(_) => 4,
+            _ => 2,
+        }
+    }
 }
 
 /// Where the kubeconfig comes from, as the inputs and environment say.
@@ -122,7 +135,12 @@ pub async fn connect(access: &Access) -> Result<Cluster, Error> {
     config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_static(USER_AGENT)));
     let namespace = access.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
     let client = kube::client::ClientBuilder::try_from(config)
-        .map_err(|e| Error::Client(crate::error::render_chain(&e)))?
+        .map_err(|e| match &e {
+            // kube runs an exec plugin as it builds the client; its error holds the command
+            // line and output.
+            kube::Error::Auth(auth) => Error::Authentication(api::auth_failure(auth)),
+            other => Error::Client(crate::error::render_chain(other)),
+        })?
         .with_layer(&tower::timeout::TimeoutLayer::new(ANSWER_WITHIN))
         .build();
     Ok(Cluster { client, namespace, server, warnings })

@@ -138,13 +138,13 @@ impl World {
         assert!(response.status().is_success(), "{method} {path}: {}", response.status());
     }
 
-    fn run(&self, vars: &[(&str, &str)]) -> Run {
+    pub fn run(&self, vars: &[(&str, &str)]) -> Run {
         let _ = std::fs::remove_file(self.dir.path().join("output"));
         let output = self.command(vars).output().unwrap();
         self.finish(output)
     }
 
-    fn finish(&self, output: Output) -> Run {
+    pub fn finish(&self, output: Output) -> Run {
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let result =
             stdout.lines().last().and_then(|l| serde_json::from_str(l).ok()).unwrap_or(Value::Null);
@@ -173,11 +173,11 @@ impl World {
     }
 }
 
-struct Run {
-    code: Option<i32>,
-    stderr: String,
-    result: Value,
-    outputs: BTreeMap<String, String>,
+pub struct Run {
+    pub code: Option<i32>,
+    pub stderr: String,
+    pub result: Value,
+    pub outputs: BTreeMap<String, String>,
 }
 
 /// `$GITHUB_OUTPUT` read with the runner's rules, which must accept it.

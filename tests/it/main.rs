@@ -24,5 +24,11 @@ mod image;
 // Secrets stay secret; credentials only for their registry; TLS checked by default.
 mod security;
 
+// Servers that never answer, or stop answering: every stage ends on time, outputs written.
+mod bounded;
+
+// Output destinations checked before any request.
+mod outputs;
+
 // action.yml, the README and the contract against the inputs and outputs kubeship has.
 mod action;

@@ -103,6 +103,22 @@ pub struct Faults {
     pub delay: Option<Duration>,
     /// Close every watch stream after this many events.
     pub close_watches_after: Option<usize>,
+    /// Writes an admission webhook refuses, as a real one would answer them.
+    pub reject: Vec<Reject>,
+}
+
+/// A write refused after authorization, the way a failing admission webhook refuses it.
+#[derive(Debug, Clone)]
+pub struct Reject {
+    /// The RBAC verb: `patch`, `update`, `create`.
+    pub verb: String,
+    /// The object's name.
+    pub name: String,
+    /// Whether `dryRun=All` requests are refused too (a webhook sees them as well, unless it
+    /// checks `dryRun` the way this fault can).
+    pub dry_runs_too: bool,
+    /// 500 for a webhook that fails, 403 for one that denies.
+    pub code: u16,
 }
 
 /// Everything the API and the controllers share.
@@ -156,7 +172,13 @@ impl Shared {
     }
 
     /// The fault to answer with, if any; waits out an injected delay.
-    async fn fault_for(&self, verb: &str, resource: Option<Resource>) -> Option<ApiError> {
+    async fn fault_for(
+        &self,
+        verb: &str,
+        resource: Option<Resource>,
+        name: Option<&str>,
+        dry_run: bool,
+    ) -> Option<ApiError> {
         let (delay, response) = {
             let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
             let mut response = None;
@@ -169,6 +191,13 @@ impl Shared {
                 } else {
                     status::too_many_requests(1)
                 });
+            }
+            if response.is_none()
+                && let Some(reject) = faults.reject.iter().find(|r| {
+                    r.verb == verb && Some(r.name.as_str()) == name && (r.dry_runs_too || !dry_run)
+                })
+            {
+                response = Some(status::admission(reject.code, "kubesim-reject.example.com"));
             }
             if response.is_none() && faults.fail_verbs.iter().any(|v| v == verb) {
                 response = Some(status::internal(format!("injected failure of {verb}")));

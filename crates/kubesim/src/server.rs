@@ -80,7 +80,11 @@ pub async fn handle(
     }
     let target = api::parse_path(&path);
     let verb = verb(&method, &target, &query);
-    if let Some(response) = shared.fault_for(verb, target.as_ref().map(|t| t.resource)).await {
+    let name = target.as_ref().and_then(|t| t.name.as_deref());
+    let dry_run = query.get("dryRun").is_some_and(|d| d == "All");
+    if let Some(response) =
+        shared.fault_for(verb, target.as_ref().map(|t| t.resource), name, dry_run).await
+    {
         return Ok(error(response));
     }
     let as_table = crate::table::wants_table(&accept);
