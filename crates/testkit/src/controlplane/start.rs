@@ -1,0 +1,378 @@
+//! Starting the control plane: certificates and files, then each component with its flags
+//! and its ready check, in dependency order (etcd, kube-apiserver, then the controller
+//! manager, scheduler, kwok and the kubelet agent together).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kubesim::Resource;
+use serde_json::{Value, json};
+
+use super::client::{self, Client, Credentials, path};
+use super::process::{Process, Spawner};
+use super::{ControlPlane, Options, TOKEN_USER, kubelet, kubelet_server, kwok, pki};
+
+const fn core(kind: &'static str, plural: &'static str, namespaced: bool) -> Resource {
+    Resource {
+        group: "",
+        version: "v1",
+        kind,
+        plural,
+        singular: "",
+        namespaced,
+        short_names: &[],
+        subresources: &[],
+    }
+}
+
+const fn rbac(kind: &'static str, plural: &'static str, namespaced: bool) -> Resource {
+    Resource { group: "rbac.authorization.k8s.io", ..core(kind, plural, namespaced) }
+}
+
+pub const SERVICE_ACCOUNTS: Resource = core("ServiceAccount", "serviceaccounts", true);
+const NAMESPACES: Resource = core("Namespace", "namespaces", false);
+const NODES: Resource = core("Node", "nodes", false);
+const CLUSTER_ROLES: Resource = rbac("ClusterRole", "clusterroles", false);
+const CLUSTER_ROLE_BINDINGS: Resource = rbac("ClusterRoleBinding", "clusterrolebindings", false);
+
+/// The controllers kube-controller-manager runs: the workloads', what namespaces and
+/// service accounts need, garbage collection and node health.
+const CONTROLLERS: &str = "deployment-controller,replicaset-controller,statefulset-controller,\
+daemonset-controller,garbage-collector-controller,namespace-controller,serviceaccount-controller,\
+serviceaccount-token-controller,node-lifecycle-controller,pod-garbage-collector-controller,\
+root-ca-certificate-publisher-controller";
+
+const DIR_PREFIX: &str = "kubeship-controlplane-";
+
+/// Removes the directories of control planes whose test process has ended: a shared one
+/// lives in a static, which is never dropped.
+fn sweep_stale() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(DIR_PREFIX).and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn random_hex(bytes: usize) -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn s(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// Polls `ready` until it holds, failing early with the log of a process that exited.
+pub fn wait(
+    what: &str,
+    timeout: Duration,
+    processes: &mut [Process],
+    mut ready: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if ready() {
+            return Ok(());
+        }
+        for p in processes.iter_mut() {
+            p.check()?;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{what} was not ready after {timeout:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Creates namespace `name` and waits for its `default` service account.
+pub fn create_namespace(
+    api: &Client,
+    name: &str,
+    processes: &mut [Process],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    api.ensure(&path(&NAMESPACES, None, None), &json!({"metadata": {"name": name}}))
+        .map_err(super::api_error)?;
+    let account = path(&SERVICE_ACCOUNTS, Some(name), Some("default"));
+    wait(&format!("the default service account of namespace {name}"), timeout, processes, || {
+        api.get(&account).is_ok()
+    })
+}
+
+pub fn start(options: Options) -> anyhow::Result<ControlPlane> {
+    let began = Instant::now();
+    crate::install_crypto_provider();
+    let bin = match options.binaries.clone() {
+        Some(dir) => dir,
+        None => super::binaries()?.ok_or_else(|| {
+            anyhow::anyhow!("the control plane is not built: run scripts/controlplane")
+        })?,
+    };
+    sweep_stale();
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
+        .tempdir()?;
+    let d = dir.path();
+    let ca = pki::Ca::new()?;
+    std::fs::write(d.join("ca.crt"), &ca.cert_pem)?;
+    let serving = ca.server(
+        "kube-apiserver",
+        &["127.0.0.1", "localhost", "10.96.0.1", "kubernetes", "kubernetes.default"],
+    )?;
+    let (serving_crt, serving_key) = pki::write(d, "apiserver", &serving)?;
+    let (sa_key, sa_pub) = pki::signing_key()?;
+    std::fs::write(d.join("sa.key"), sa_key)?;
+    std::fs::write(d.join("sa.pub"), sa_pub)?;
+    let admin = ca.client("kubeship-admin", &["system:masters"])?;
+    let token = random_hex(24)?;
+    std::fs::write(
+        d.join("tokens.csv"),
+        format!("{token},{TOKEN_USER},{TOKEN_USER},\"kubeship:ci\"\n"),
+    )?;
+
+    let spawner = Spawner::new()?;
+    let mut processes = Vec::new();
+
+    // etcd
+    let (etcd_port, peer_port) = (free_port()?, free_port()?);
+    let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+    let peer_url = format!("http://127.0.0.1:{peer_port}");
+    let etcd_args = vec![
+        "--name=node0".to_owned(),
+        format!("--data-dir={}", s(&d.join("etcd"))),
+        format!("--listen-client-urls={etcd_url}"),
+        format!("--advertise-client-urls={etcd_url}"),
+        format!("--listen-peer-urls={peer_url}"),
+        format!("--initial-advertise-peer-urls={peer_url}"),
+        format!("--initial-cluster=node0={peer_url}"),
+        "--unsafe-no-fsync=true".to_owned(),
+        "--log-level=warn".to_owned(),
+    ];
+    processes.push(spawner.spawn("etcd", &bin.join("etcd"), &etcd_args, &d.join("etcd.log"))?);
+    let plain = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    wait("etcd", Duration::from_secs(30), &mut processes, || {
+        plain
+            .get(format!("{etcd_url}/health"))
+            .send()
+            .and_then(|r| r.text())
+            .is_ok_and(|t| t.contains("\"health\":\"true\""))
+    })?;
+
+    // kube-apiserver
+    let port = free_port()?;
+    let url = format!("https://127.0.0.1:{port}");
+    let mut apiserver_args = vec![
+        format!("--etcd-servers={etcd_url}"),
+        "--bind-address=127.0.0.1".to_owned(),
+        "--advertise-address=127.0.0.1".to_owned(),
+        format!("--secure-port={port}"),
+        "--endpoint-reconciler-type=none".to_owned(),
+        format!("--tls-cert-file={}", s(&serving_crt)),
+        format!("--tls-private-key-file={}", s(&serving_key)),
+        format!("--client-ca-file={}", s(&d.join("ca.crt"))),
+        format!("--token-auth-file={}", s(&d.join("tokens.csv"))),
+        "--authorization-mode=Node,RBAC".to_owned(),
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_owned(),
+        format!("--service-account-key-file={}", s(&d.join("sa.pub"))),
+        format!("--service-account-signing-key-file={}", s(&d.join("sa.key"))),
+        "--service-cluster-ip-range=10.96.0.0/16".to_owned(),
+        "--allow-privileged=true".to_owned(),
+        // The fake nodes' kubelet endpoint is the agent's, on loopback, with its own CA.
+        "--kubelet-preferred-address-types=InternalIP".to_owned(),
+        "--profiling=false".to_owned(),
+    ];
+    if let Some(webhook) = &options.token_webhook {
+        std::fs::write(d.join("token-webhook.kubeconfig"), webhook)?;
+        apiserver_args.push(format!(
+            "--authentication-token-webhook-config-file={}",
+            s(&d.join("token-webhook.kubeconfig"))
+        ));
+    }
+    processes.push(spawner.spawn(
+        "kube-apiserver",
+        &bin.join("kube-apiserver"),
+        &apiserver_args,
+        &d.join("kube-apiserver.log"),
+    )?);
+    let api = Client::new(&url, &ca.cert_pem, Credentials::Certificate(&admin))?;
+    wait("kube-apiserver", Duration::from_secs(90), &mut processes, || {
+        api.get_text("/readyz").is_ok_and(|(code, _)| code == 200)
+    })?;
+
+    // The components' identities.
+    let kubeconfig_for = |name: &str, user: &str, groups: &[&str]| -> anyhow::Result<String> {
+        let pair = ca.client(user, groups)?;
+        let text =
+            client::kubeconfig(&url, &ca.cert_pem, user, Credentials::Certificate(&pair), None);
+        let file = d.join(format!("{name}.kubeconfig"));
+        std::fs::write(&file, text)?;
+        Ok(s(&file))
+    };
+    let kcm_port = free_port()?;
+    let kcm_args = vec![
+        format!("--kubeconfig={}", kubeconfig_for("kcm", "system:kube-controller-manager", &[])?),
+        "--bind-address=127.0.0.1".to_owned(),
+        format!("--secure-port={kcm_port}"),
+        "--leader-elect=false".to_owned(),
+        "--use-service-account-credentials=true".to_owned(),
+        format!("--service-account-private-key-file={}", s(&d.join("sa.key"))),
+        format!("--root-ca-file={}", s(&d.join("ca.crt"))),
+        format!("--controllers={CONTROLLERS}"),
+        "--kube-api-qps=100".to_owned(),
+        "--kube-api-burst=200".to_owned(),
+        "--min-resync-period=30s".to_owned(),
+        "--profiling=false".to_owned(),
+    ];
+    processes.push(spawner.spawn(
+        "kube-controller-manager",
+        &bin.join("kube-controller-manager"),
+        &kcm_args,
+        &d.join("kube-controller-manager.log"),
+    )?);
+
+    let scheduler_port = free_port()?;
+    let scheduler_kubeconfig = kubeconfig_for("scheduler", "system:kube-scheduler", &[])?;
+    std::fs::write(
+        d.join("scheduler.yaml"),
+        format!(
+            "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n\
+             clientConnection:\n  kubeconfig: {scheduler_kubeconfig}\n  qps: 100\n  burst: 200\n\
+             leaderElection:\n  leaderElect: false\n"
+        ),
+    )?;
+    let scheduler_args = vec![
+        format!("--config={}", s(&d.join("scheduler.yaml"))),
+        "--bind-address=127.0.0.1".to_owned(),
+        format!("--secure-port={scheduler_port}"),
+        "--profiling=false".to_owned(),
+    ];
+    processes.push(spawner.spawn(
+        "kube-scheduler",
+        &bin.join("kube-scheduler"),
+        &scheduler_args,
+        &d.join("kube-scheduler.log"),
+    )?);
+
+    // The kubelet agent's endpoint, bound now so kwok's stages can name its port.
+    let kubelet_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    kubelet_listener.set_nonblocking(true)?;
+    let kubelet_port = kubelet_listener.local_addr()?.port();
+    std::fs::write(d.join("kwok.yaml"), kwok::config(kubelet_port))?;
+    let kwok_args = vec![
+        format!("--kubeconfig={}", kubeconfig_for("kwok", "kwok-controller", &["system:masters"])?),
+        format!("--config={}", s(&d.join("kwok.yaml"))),
+    ];
+    processes.push(spawner.spawn("kwok", &bin.join("kwok"), &kwok_args, &d.join("kwok.log"))?);
+
+    let node_names: Vec<String> = (0..options.nodes).map(|i| format!("kwok-node-{i}")).collect();
+    for name in &node_names {
+        api.ensure(&path(&NODES, None, None), &kwok::node(name)).map_err(super::api_error)?;
+    }
+    grant_token_user(&api)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("controlplane-kubelet")
+        .enable_all()
+        .build()?;
+    let agent =
+        Arc::new(kubelet::Agent::new(node_names.iter().cloned().collect(), options.termination));
+    let agent_kubeconfig = client::kubeconfig(
+        &url,
+        &ca.cert_pem,
+        "kubeship-kubelet",
+        Credentials::Certificate(&ca.client("kubeship-kubelet", &["system:masters"])?),
+        None,
+    );
+    let tls = Arc::new(pki::server_config(&ca, &["127.0.0.1", "localhost"])?);
+    runtime.block_on(async {
+        let kubeconfig = kube::config::Kubeconfig::from_yaml(&agent_kubeconfig)?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+        let client = kube::Client::try_from(config)?;
+        tokio::spawn(kubelet::run(agent.clone(), client));
+        let listener = tokio::net::TcpListener::from_std(kubelet_listener)?;
+        tokio::spawn(kubelet_server::serve(agent.clone(), listener, tls));
+        anyhow::Ok(())
+    })?;
+
+    // Ready: the controllers' and scheduler's health, every node Ready, and a namespace
+    // that gets its default service account (the controller manager at work).
+    let insecure = reqwest::blocking::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    for (name, port) in [("kube-controller-manager", kcm_port), ("kube-scheduler", scheduler_port)]
+    {
+        wait(name, Duration::from_secs(60), &mut processes, || {
+            insecure
+                .get(format!("https://127.0.0.1:{port}/healthz"))
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+        })?;
+    }
+    wait("the fake nodes", Duration::from_secs(60), &mut processes, || {
+        node_names
+            .iter()
+            .all(|name| api.get(&path(&NODES, None, Some(name))).is_ok_and(|n| node_ready(&n)))
+    })?;
+    create_namespace(&api, "kubeship-ready", &mut processes, Duration::from_secs(60))?;
+
+    let startup = began.elapsed();
+    let rss: u64 = processes.iter().filter_map(Process::rss_kib).sum();
+    eprintln!(
+        "control plane ready in {:.1} s at {url} ({} nodes, {} MB resident; logs in {})",
+        startup.as_secs_f64(),
+        node_names.len(),
+        rss / 1024,
+        d.display()
+    );
+    Ok(ControlPlane {
+        processes,
+        runtime: Some(runtime),
+        agent,
+        spawner,
+        url,
+        ca_pem: ca.cert_pem.clone(),
+        admin,
+        token,
+        api,
+        startup,
+        dir,
+    })
+}
+
+fn node_ready(node: &Value) -> bool {
+    node["status"]["conditions"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        && node["spec"]["taints"].as_array().is_none_or(|t| t.is_empty())
+}
+
+/// The README's least-privilege rules for kubeship, granted to the token user everywhere.
+fn grant_token_user(api: &Client) -> anyhow::Result<()> {
+    let role = json!({"metadata": {"name": "kubeship"}, "rules": [
+        {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"],
+            "verbs": ["get", "list", "watch", "patch"]},
+        {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list", "watch"]},
+        {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["list", "watch"]},
+        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}
+    ]});
+    api.ensure(&path(&CLUSTER_ROLES, None, None), &role).map_err(super::api_error)?;
+    let binding = json!({"metadata": {"name": "kubeship-ci"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kubeship"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": TOKEN_USER}]});
+    api.ensure(&path(&CLUSTER_ROLE_BINDINGS, None, None), &binding).map_err(super::api_error)?;
+    Ok(())
+}
