@@ -298,6 +298,7 @@ impl Kubelet {
         );
         set_pod_condition(pod, "Initialized", "True", None, None, &stamp);
         set_readiness(pod, all_ready, &stamp);
+        observe_generation(pod);
         out
     }
 
@@ -364,6 +365,7 @@ impl Kubelet {
         pod["status"]["phase"] = json!(if all_succeeded { "Succeeded" } else { "Failed" });
         set_pod_condition(pod, "PodReadyToStartContainers", "False", None, None, &stamp);
         set_readiness(pod, false, &stamp);
+        observe_generation(pod);
         out
     }
 
@@ -449,6 +451,22 @@ fn waiting(reason: &str, message: Option<String>) -> Value {
         w["message"] = json!(m);
     }
     json!({"waiting": w})
+}
+
+/// The generation of the pod this status describes, on the status and on the conditions the
+/// kubelet owns, as a 1.37 kubelet writes it (pods have a generation since 1.33).
+fn observe_generation(pod: &mut Value) {
+    let generation = pod["metadata"]["generation"].clone();
+    if generation.is_null() {
+        return;
+    }
+    pod["status"]["observedGeneration"] = generation.clone();
+    let owned = ["PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready"];
+    if let Some(conditions) = pod["status"]["conditions"].as_array_mut() {
+        for c in conditions.iter_mut().filter(|c| owned.iter().any(|o| c["type"] == *o)) {
+            c["observedGeneration"] = generation.clone();
+        }
+    }
 }
 
 /// ContainersReady and Ready, with the message naming the containers that are not.
