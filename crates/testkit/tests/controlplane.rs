@@ -106,6 +106,15 @@ impl World {
     }
 }
 
+/// The binaries, or None with a loud message (tests that start their own control plane).
+fn binaries() -> Option<std::path::PathBuf> {
+    let found = controlplane::binaries().unwrap();
+    if found.is_none() {
+        eprintln!("SKIPPED: the control plane is not built and KUBESHIP_CONTROLPLANE is unset");
+    }
+    found
+}
+
 fn container_status(pod: &Value) -> &Value {
     &pod["status"]["containerStatuses"][0]
 }
@@ -361,4 +370,154 @@ fn token_user_and_service_account_rbac() {
     });
     let pods = controlplane::path(&resources::PODS, Some(&w.ns), None);
     assert_eq!(sa.get(&pods).unwrap_err().code, 403);
+}
+
+/// `Behaviour::create_error`: the API server refuses the pods (an admission policy), the
+/// ReplicaSet reports FailedCreate and the Deployment ReplicaFailure, with the message.
+#[test]
+fn create_error_is_a_real_admission_refusal() {
+    let Some(w) = World::start("refuse") else { return };
+    let quota = "exceeded quota: compute, requested: pods=1, used: pods=10, limited: pods=10";
+    w.cp.script(
+        &w.image("v2"),
+        Behaviour { create_error: Some(quota.into()), ..Behaviour::default() },
+    );
+    w.deployment("api", &w.image("v2"), 1, json!({}));
+    let failure = wait_for("ReplicaFailure", Duration::from_secs(60), || {
+        let d = w.cp.get(&resources::DEPLOYMENTS, &w.ns, "api")?;
+        d["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "ReplicaFailure")
+            .cloned()
+    });
+    assert_eq!(failure["reason"], "FailedCreate", "{failure}");
+    let message = failure["message"].as_str().unwrap();
+    assert!(message.contains("is forbidden") && message.ends_with(quota), "{message}");
+    assert!(w.pods("api").is_empty());
+    let events = w.cp.list(&resources::EVENTS, &w.ns);
+    assert!(
+        events.iter().any(|e| e["reason"] == "FailedCreate" && e["type"] == "Warning"),
+        "{events:?}"
+    );
+}
+
+/// A webhook that verifies bearer tokens (as the EKS tests will run one), and every
+/// process of a control plane gone when it is dropped.
+#[test]
+fn token_webhook_and_every_process_stopped_on_drop() {
+    let Some(binaries) = binaries() else { return };
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let port = server.server_addr().to_ip().unwrap().port();
+    std::thread::spawn(move || {
+        for mut request in server.incoming_requests() {
+            let mut body = String::new();
+            request.as_reader().read_to_string(&mut body).unwrap();
+            let review: Value = serde_json::from_str(&body).unwrap();
+            let ok = review["spec"]["token"] == "token-from-the-webhook";
+            let mut answer = json!({"apiVersion": review["apiVersion"], "kind": "TokenReview",
+                "status": {"authenticated": ok}});
+            if ok {
+                answer["status"]["user"] =
+                    json!({"username": "webhook-user", "groups": ["webhook:ci"]});
+            }
+            let _ = request.respond(tiny_http::Response::from_string(answer.to_string()));
+        }
+    });
+    let webhook = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: verifier\n  cluster:\n    server: http://127.0.0.1:{port}/\n\
+         users:\n- name: apiserver\n  user: {{}}\ncontexts:\n- name: verifier\n  context:\n    cluster: verifier\n    user: apiserver\n\
+         current-context: verifier\n"
+    );
+    let options = controlplane::Options {
+        nodes: 1,
+        token_webhook: Some(webhook),
+        binaries: Some(binaries),
+        ..controlplane::Options::default()
+    };
+    let cp = ControlPlane::start(options).unwrap();
+    let client = controlplane::Client::new(
+        &cp.url(),
+        cp.ca_pem(),
+        controlplane::Credentials::Token("token-from-the-webhook"),
+    )
+    .unwrap();
+    let review = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"});
+    let me = client.post("/apis/authentication.k8s.io/v1/selfsubjectreviews", &review).unwrap();
+    assert_eq!(me["status"]["userInfo"]["username"], "webhook-user", "{me}");
+    let stranger =
+        controlplane::Client::new(&cp.url(), cp.ca_pem(), controlplane::Credentials::Token("nope"))
+            .unwrap();
+    assert_eq!(
+        stranger
+            .post("/apis/authentication.k8s.io/v1/selfsubjectreviews", &review)
+            .unwrap_err()
+            .code,
+        401
+    );
+
+    let pids = cp.pids();
+    assert_eq!(pids.len(), 5, "{pids:?}");
+    drop(cp);
+    for (name, pid) in pids {
+        assert!(!alive(pid), "{name} ({pid}) outlived its control plane");
+    }
+}
+
+/// A process that exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+/// Run in a child process by `children_die_with_the_test_process`: starts a control plane,
+/// prints its PIDs and waits to be killed.
+#[test]
+#[ignore = "a helper that children_die_with_the_test_process runs in a child process"]
+fn hold_a_control_plane_until_killed() {
+    let options = controlplane::Options { nodes: 1, ..controlplane::Options::default() };
+    let cp = ControlPlane::start(options).unwrap();
+    for (name, pid) in cp.pids() {
+        println!("pid {name} {pid}");
+    }
+    println!("held");
+    loop {
+        std::thread::park();
+    }
+}
+
+/// SIGKILL to the test process leaves no component running (PDEATHSIG from the spawner).
+#[test]
+fn children_die_with_the_test_process() {
+    if binaries().is_none() {
+        return;
+    }
+    use std::io::BufRead as _;
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "hold_a_control_plane_until_killed", "--nocapture"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut pids = Vec::new();
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if line == "held" {
+            break;
+        }
+        if let Some(rest) = line.strip_prefix("pid ") {
+            let (name, pid) = rest.split_once(' ').unwrap();
+            pids.push((name.to_owned(), pid.parse::<u32>().unwrap()));
+        }
+    }
+    assert_eq!(pids.len(), 5, "{pids:?}");
+    assert!(pids.iter().all(|(_, pid)| alive(*pid)));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for (name, pid) in pids {
+        wait_for(&format!("{name} to die"), Duration::from_secs(10), || {
+            (!alive(pid)).then_some(())
+        });
+    }
 }

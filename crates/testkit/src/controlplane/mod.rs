@@ -7,7 +7,9 @@
 //! ([`ControlPlane::namespace`]); the blocking helpers mirror kubesim's test API (`create`,
 //! `get`, `list`, `script`) so one scenario can drive either cluster.
 
+mod admission;
 mod client;
+mod components;
 mod kubelet;
 mod kubelet_server;
 mod kwok;
@@ -144,6 +146,11 @@ impl ControlPlane {
         self.processes.iter().map(|p| (p.name.clone(), p.rss_kib().unwrap_or(0))).collect()
     }
 
+    /// Each process's name and PID.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.processes.iter().map(|p| (p.name.clone(), p.pid())).collect()
+    }
+
     /// The directory with the components' logs and configuration.
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()
@@ -250,14 +257,32 @@ impl ControlPlane {
         self.api.delete(&path(resource, Some(namespace), Some(name)))
     }
 
-    /// How containers of `image` behave on the fake nodes, as kubesim's `script`.
+    /// How containers of `image` behave on the fake nodes, as kubesim's `script`. A
+    /// `create_error` becomes an admission policy refusing such pods ([`admission`]).
+    ///
+    /// # Panics
+    /// When the API server refuses the policy: the test cannot go on as written.
     pub fn script(&self, image: &str, behaviour: Behaviour) {
+        self.refuse_creation(image, None, &behaviour);
         self.agent.script(image, behaviour);
     }
 
     /// As kubesim's `script_template`: pods labelled `label` running `image`.
+    ///
+    /// # Panics
+    /// As [`ControlPlane::script`].
     pub fn script_template(&self, label: (&str, &str), image: &str, behaviour: Behaviour) {
+        self.refuse_creation(image, Some(label), &behaviour);
         self.agent.script_template(label, image, behaviour);
+    }
+
+    fn refuse_creation(&self, image: &str, label: Option<(&str, &str)>, behaviour: &Behaviour) {
+        if let Some(message) = &behaviour.create_error
+            && let Err(e) =
+                admission::deny(&self.api, image, label, message, start::READY_NAMESPACE)
+        {
+            panic!("scripting a create error for {image}: {e:#}");
+        }
     }
 
     /// The kubelet pulls from `host` (`host:port`) over plain HTTP.

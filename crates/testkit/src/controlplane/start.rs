@@ -1,6 +1,8 @@
-//! Starting the control plane: certificates and files, then each component with its flags
-//! and its ready check, in dependency order (etcd, kube-apiserver, then the controller
-//! manager, scheduler, kwok and the kubelet agent together).
+//! Starting the control plane: certificates and files, then each component with its ready
+//! check, in dependency order (etcd, kube-apiserver, then the controller manager, scheduler,
+//! kwok and the kubelet agent together). Ports come from below the kernel's ephemeral range,
+//! so the components' own outgoing connections cannot take them between choice and bind; a
+//! start that still loses a port race to another process is tried again.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::client::{self, Client, Credentials, path};
 use super::process::{Process, Spawner};
-use super::{ControlPlane, Options, TOKEN_USER, kubelet, kubelet_server, kwok, pki};
+use super::{ControlPlane, Options, TOKEN_USER, components, kubelet, kubelet_server, kwok, pki};
 
 const fn core(kind: &'static str, plural: &'static str, namespaced: bool) -> Resource {
     Resource {
@@ -36,12 +38,8 @@ const NODES: Resource = core("Node", "nodes", false);
 const CLUSTER_ROLES: Resource = rbac("ClusterRole", "clusterroles", false);
 const CLUSTER_ROLE_BINDINGS: Resource = rbac("ClusterRoleBinding", "clusterrolebindings", false);
 
-/// The controllers kube-controller-manager runs: the workloads', what namespaces and
-/// service accounts need, garbage collection and node health.
-const CONTROLLERS: &str = "deployment-controller,replicaset-controller,statefulset-controller,\
-daemonset-controller,garbage-collector-controller,namespace-controller,serviceaccount-controller,\
-serviceaccount-token-controller,node-lifecycle-controller,pod-garbage-collector-controller,\
-root-ca-certificate-publisher-controller";
+/// The namespace made at start to see the controllers work; admission probes run in it.
+pub const READY_NAMESPACE: &str = "kubeship-ready";
 
 const DIR_PREFIX: &str = "kubeship-controlplane-";
 
@@ -61,19 +59,32 @@ fn sweep_stale() {
     }
 }
 
+/// A port nothing listens on, below the ephemeral range (outgoing connections never take it).
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    let (from, to) = if low > 12000 { (10000, low) } else { (40000, 60000) };
+    for _ in 0..200 {
+        let random = u16::from_le_bytes(random_bytes::<2>()?);
+        let port = from + random % (to - from);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free port between {from} and {to}")
 }
 
-fn random_hex(bytes: usize) -> anyhow::Result<String> {
+fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
     use std::io::Read as _;
-    let mut buf = vec![0u8; bytes];
+    let mut buf = [0u8; N];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(buf)
 }
 
-fn s(path: &Path) -> String {
-    path.display().to_string()
+fn random_hex() -> anyhow::Result<String> {
+    Ok(random_bytes::<24>()?.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Polls `ready` until it holds, failing early with the log of a process that exited.
@@ -112,15 +123,28 @@ pub fn create_namespace(
 }
 
 pub fn start(options: Options) -> anyhow::Result<ControlPlane> {
-    let began = Instant::now();
     crate::install_crypto_provider();
+    sweep_stale();
+    let mut attempt = 1;
+    loop {
+        match try_start(&options) {
+            Err(e) if attempt < 3 && format!("{e:#}").contains("address already in use") => {
+                eprintln!("control plane: a port was taken meanwhile, starting again ({e:#})");
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+fn try_start(options: &Options) -> anyhow::Result<ControlPlane> {
+    let began = Instant::now();
     let bin = match options.binaries.clone() {
         Some(dir) => dir,
         None => super::binaries()?.ok_or_else(|| {
             anyhow::anyhow!("the control plane is not built: run scripts/controlplane")
         })?,
     };
-    sweep_stale();
     let dir = tempfile::Builder::new()
         .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
         .tempdir()?;
@@ -131,150 +155,88 @@ pub fn start(options: Options) -> anyhow::Result<ControlPlane> {
         "kube-apiserver",
         &["127.0.0.1", "localhost", "10.96.0.1", "kubernetes", "kubernetes.default"],
     )?;
-    let (serving_crt, serving_key) = pki::write(d, "apiserver", &serving)?;
+    pki::write(d, "apiserver", &serving)?;
     let (sa_key, sa_pub) = pki::signing_key()?;
     std::fs::write(d.join("sa.key"), sa_key)?;
     std::fs::write(d.join("sa.pub"), sa_pub)?;
     let admin = ca.client("kubeship-admin", &["system:masters"])?;
-    let token = random_hex(24)?;
+    let token = random_hex()?;
     std::fs::write(
         d.join("tokens.csv"),
         format!("{token},{TOKEN_USER},{TOKEN_USER},\"kubeship:ci\"\n"),
     )?;
+    if let Some(webhook) = &options.token_webhook {
+        std::fs::write(d.join("token-webhook.kubeconfig"), webhook)?;
+    }
 
     let spawner = Spawner::new()?;
     let mut processes = Vec::new();
+    let log = |name: &str| d.join(format!("{name}.log"));
 
-    // etcd
     let (etcd_port, peer_port) = (free_port()?, free_port()?);
-    let etcd_url = format!("http://127.0.0.1:{etcd_port}");
-    let peer_url = format!("http://127.0.0.1:{peer_port}");
-    let etcd_args = vec![
-        "--name=node0".to_owned(),
-        format!("--data-dir={}", s(&d.join("etcd"))),
-        format!("--listen-client-urls={etcd_url}"),
-        format!("--advertise-client-urls={etcd_url}"),
-        format!("--listen-peer-urls={peer_url}"),
-        format!("--initial-advertise-peer-urls={peer_url}"),
-        format!("--initial-cluster=node0={peer_url}"),
-        "--unsafe-no-fsync=true".to_owned(),
-        "--log-level=warn".to_owned(),
-    ];
-    processes.push(spawner.spawn("etcd", &bin.join("etcd"), &etcd_args, &d.join("etcd.log"))?);
+    let args = components::etcd(d, etcd_port, peer_port);
+    processes.push(spawner.spawn("etcd", &bin.join("etcd"), &args, &log("etcd"))?);
     let plain = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build()?;
     wait("etcd", Duration::from_secs(30), &mut processes, || {
         plain
-            .get(format!("{etcd_url}/health"))
+            .get(format!("http://127.0.0.1:{etcd_port}/health"))
             .send()
             .and_then(|r| r.text())
             .is_ok_and(|t| t.contains("\"health\":\"true\""))
     })?;
 
-    // kube-apiserver
     let port = free_port()?;
     let url = format!("https://127.0.0.1:{port}");
-    let mut apiserver_args = vec![
-        format!("--etcd-servers={etcd_url}"),
-        "--bind-address=127.0.0.1".to_owned(),
-        "--advertise-address=127.0.0.1".to_owned(),
-        format!("--secure-port={port}"),
-        "--endpoint-reconciler-type=none".to_owned(),
-        format!("--tls-cert-file={}", s(&serving_crt)),
-        format!("--tls-private-key-file={}", s(&serving_key)),
-        format!("--client-ca-file={}", s(&d.join("ca.crt"))),
-        format!("--token-auth-file={}", s(&d.join("tokens.csv"))),
-        "--authorization-mode=Node,RBAC".to_owned(),
-        "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_owned(),
-        format!("--service-account-key-file={}", s(&d.join("sa.pub"))),
-        format!("--service-account-signing-key-file={}", s(&d.join("sa.key"))),
-        "--service-cluster-ip-range=10.96.0.0/16".to_owned(),
-        "--allow-privileged=true".to_owned(),
-        // The fake nodes' kubelet endpoint is the agent's, on loopback, with its own CA.
-        "--kubelet-preferred-address-types=InternalIP".to_owned(),
-        "--profiling=false".to_owned(),
-    ];
-    if let Some(webhook) = &options.token_webhook {
-        std::fs::write(d.join("token-webhook.kubeconfig"), webhook)?;
-        apiserver_args.push(format!(
-            "--authentication-token-webhook-config-file={}",
-            s(&d.join("token-webhook.kubeconfig"))
-        ));
-    }
-    processes.push(spawner.spawn(
+    let args = components::apiserver(d, port, etcd_port, options.token_webhook.is_some());
+    let apiserver = spawner.spawn(
         "kube-apiserver",
         &bin.join("kube-apiserver"),
-        &apiserver_args,
-        &d.join("kube-apiserver.log"),
-    )?);
+        &args,
+        &log("kube-apiserver"),
+    )?;
+    processes.push(apiserver);
     let api = Client::new(&url, &ca.cert_pem, Credentials::Certificate(&admin))?;
     wait("kube-apiserver", Duration::from_secs(90), &mut processes, || {
         api.get_text("/readyz").is_ok_and(|(code, _)| code == 200)
     })?;
 
-    // The components' identities.
-    let kubeconfig_for = |name: &str, user: &str, groups: &[&str]| -> anyhow::Result<String> {
+    // Each component has a client certificate of its own.
+    let kubeconfig_for = |name: &str, user: &str, groups: &[&str]| -> anyhow::Result<_> {
         let pair = ca.client(user, groups)?;
         let text =
             client::kubeconfig(&url, &ca.cert_pem, user, Credentials::Certificate(&pair), None);
         let file = d.join(format!("{name}.kubeconfig"));
         std::fs::write(&file, text)?;
-        Ok(s(&file))
+        Ok(file)
     };
     let kcm_port = free_port()?;
-    let kcm_args = vec![
-        format!("--kubeconfig={}", kubeconfig_for("kcm", "system:kube-controller-manager", &[])?),
-        "--bind-address=127.0.0.1".to_owned(),
-        format!("--secure-port={kcm_port}"),
-        "--leader-elect=false".to_owned(),
-        "--use-service-account-credentials=true".to_owned(),
-        format!("--service-account-private-key-file={}", s(&d.join("sa.key"))),
-        format!("--root-ca-file={}", s(&d.join("ca.crt"))),
-        format!("--controllers={CONTROLLERS}"),
-        "--kube-api-qps=100".to_owned(),
-        "--kube-api-burst=200".to_owned(),
-        "--min-resync-period=30s".to_owned(),
-        "--profiling=false".to_owned(),
-    ];
+    let kubeconfig = kubeconfig_for("kcm", "system:kube-controller-manager", &[])?;
+    let args = components::controller_manager(d, kcm_port, &kubeconfig);
+    let kcm = &bin.join("kube-controller-manager");
     processes.push(spawner.spawn(
         "kube-controller-manager",
-        &bin.join("kube-controller-manager"),
-        &kcm_args,
-        &d.join("kube-controller-manager.log"),
+        kcm,
+        &args,
+        &log("kube-controller-manager"),
     )?);
 
     let scheduler_port = free_port()?;
-    let scheduler_kubeconfig = kubeconfig_for("scheduler", "system:kube-scheduler", &[])?;
-    std::fs::write(
-        d.join("scheduler.yaml"),
-        format!(
-            "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n\
-             clientConnection:\n  kubeconfig: {scheduler_kubeconfig}\n  qps: 100\n  burst: 200\n\
-             leaderElection:\n  leaderElect: false\n"
-        ),
-    )?;
-    let scheduler_args = vec![
-        format!("--config={}", s(&d.join("scheduler.yaml"))),
-        "--bind-address=127.0.0.1".to_owned(),
-        format!("--secure-port={scheduler_port}"),
-        "--profiling=false".to_owned(),
-    ];
-    processes.push(spawner.spawn(
-        "kube-scheduler",
-        &bin.join("kube-scheduler"),
-        &scheduler_args,
-        &d.join("kube-scheduler.log"),
-    )?);
+    let kubeconfig = kubeconfig_for("scheduler", "system:kube-scheduler", &[])?;
+    std::fs::write(d.join("scheduler.yaml"), components::scheduler_config(&kubeconfig))?;
+    let args = components::scheduler(&d.join("scheduler.yaml"), scheduler_port);
+    let scheduler = &bin.join("kube-scheduler");
+    processes.push(spawner.spawn("kube-scheduler", scheduler, &args, &log("kube-scheduler"))?);
 
     // The kubelet agent's endpoint, bound now so kwok's stages can name its port.
     let kubelet_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     kubelet_listener.set_nonblocking(true)?;
-    let kubelet_port = kubelet_listener.local_addr()?.port();
-    std::fs::write(d.join("kwok.yaml"), kwok::config(kubelet_port))?;
-    let kwok_args = vec![
-        format!("--kubeconfig={}", kubeconfig_for("kwok", "kwok-controller", &["system:masters"])?),
-        format!("--config={}", s(&d.join("kwok.yaml"))),
+    std::fs::write(d.join("kwok.yaml"), kwok::config(kubelet_listener.local_addr()?.port()))?;
+    let kubeconfig = kubeconfig_for("kwok", "kwok-controller", &["system:masters"])?;
+    let args = vec![
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!("--config={}", d.join("kwok.yaml").display()),
     ];
-    processes.push(spawner.spawn("kwok", &bin.join("kwok"), &kwok_args, &d.join("kwok.log"))?);
+    processes.push(spawner.spawn("kwok", &bin.join("kwok"), &args, &log("kwok"))?);
 
     let node_names: Vec<String> = (0..options.nodes).map(|i| format!("kwok-node-{i}")).collect();
     for name in &node_names {
@@ -307,8 +269,8 @@ pub fn start(options: Options) -> anyhow::Result<ControlPlane> {
         anyhow::Ok(())
     })?;
 
-    // Ready: the controllers' and scheduler's health, every node Ready, and a namespace
-    // that gets its default service account (the controller manager at work).
+    // Ready: the controller manager's and the scheduler's health, every node Ready and
+    // untainted, and a namespace that gets its default service account.
     let insecure = reqwest::blocking::Client::builder()
         .danger_accept_invalid_certs(true)
         .timeout(Duration::from_secs(2))
@@ -327,7 +289,7 @@ pub fn start(options: Options) -> anyhow::Result<ControlPlane> {
             .iter()
             .all(|name| api.get(&path(&NODES, None, Some(name))).is_ok_and(|n| node_ready(&n)))
     })?;
-    create_namespace(&api, "kubeship-ready", &mut processes, Duration::from_secs(60))?;
+    create_namespace(&api, READY_NAMESPACE, &mut processes, Duration::from_secs(60))?;
 
     let startup = began.elapsed();
     let rss: u64 = processes.iter().filter_map(Process::rss_kib).sum();
