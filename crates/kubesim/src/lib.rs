@@ -12,6 +12,7 @@
 pub mod api;
 pub mod clock;
 pub mod controllers;
+pub mod kubelet;
 pub mod managed;
 pub mod patch;
 pub mod resources;

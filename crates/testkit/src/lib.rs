@@ -7,6 +7,7 @@
 //! plain `#[test]` functions that start a Tokio runtime only for the code under test.
 
 pub mod certs;
+pub mod controlplane;
 pub mod gate;
 pub mod github;
 pub mod proxy;
