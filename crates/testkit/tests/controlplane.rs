@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use kubeship_testkit::controlplane::{self, ControlPlane};
 use kubeship_testkit::push::Kind;
 use kubeship_testkit::{Registry, Setup};
-use kubesim::{Behaviour, resources};
+use kubesim::{Behaviour, Node, resources};
 use serde_json::{Value, json};
 
 /// Polls `probe` until it gives a value (the cluster moves on its own time).
@@ -163,16 +163,12 @@ fn deployment_rolls_out_and_kubectl_agrees() {
         assert_eq!(status["imageID"], json!(w.pinned(&w.v1_digest)), "{pod}");
         assert_eq!(status["ready"], true);
         assert!(status["state"]["running"]["startedAt"].is_string(), "{pod}");
-        assert!(kwok_node(pod), "{pod}");
+        assert!(w.cp.nodes().contains(pod["spec"]["nodeName"].as_str().unwrap()), "{pod}");
     }
     let out = w.kubectl(&["rollout", "status", "deployment/api", "--timeout=60s"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("deployment \"api\" successfully rolled out"), "{stdout}");
-}
-
-fn kwok_node(pod: &Value) -> bool {
-    pod["spec"]["nodeName"].as_str().is_some_and(|n| n.starts_with("kwok-node-"))
 }
 
 /// minReadySeconds counts from the Ready condition's lastTransitionTime, which moves only
@@ -273,6 +269,28 @@ fn missing_image_err_image_pull_then_back_off() {
             && e["message"].as_str().is_some_and(|m| m.starts_with("Failed to pull image"))),
         "{events:?}"
     );
+}
+
+/// Pods no node fits wait with the scheduler's FailedScheduling (an events.k8s.io Event:
+/// no lastTimestamp, no count) until a fitting node is added.
+#[test]
+fn unschedulable_until_a_node_is_added() {
+    let Some(w) = World::start("sched") else { return };
+    let selector = json!({"template": {"metadata": {"labels": {"app": "api"}}, "spec": {
+        "nodeSelector": {"kubernetes.io/arch": "s390x"},
+        "containers": [{"name": "app", "image": w.image("v1")}]}}});
+    w.deployment("api", &w.image("v1"), 1, selector);
+    let event = wait_for("FailedScheduling", Duration::from_secs(60), || {
+        w.cp.list(&resources::EVENTS, &w.ns).into_iter().find(|e| e["reason"] == "FailedScheduling")
+    });
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reportingComponent"], "default-scheduler", "{event}");
+    assert!(event["lastTimestamp"].is_null() && event["count"].is_null(), "{event}");
+    assert!(event["eventTime"].is_string(), "{event}");
+    let message = event["message"].as_str().unwrap();
+    assert!(message.contains("didn't match Pod's node affinity/selector"), "{message}");
+    w.cp.add_node(&Node { name: format!("big-iron-{}", w.ns), arch: "s390x".into() });
+    w.available("api", 1);
 }
 
 /// A configuration error holds the container in CreateContainerConfigError.
@@ -430,7 +448,7 @@ fn token_webhook_and_every_process_stopped_on_drop() {
          current-context: verifier\n"
     );
     let options = controlplane::Options {
-        nodes: 1,
+        nodes: vec![Node { name: "solo".into(), arch: "amd64".into() }],
         token_webhook: Some(webhook),
         binaries: Some(binaries),
         ..controlplane::Options::default()
@@ -476,7 +494,8 @@ fn alive(pid: u32) -> bool {
 #[test]
 #[ignore = "a helper that children_die_with_the_test_process runs in a child process"]
 fn hold_a_control_plane_until_killed() {
-    let options = controlplane::Options { nodes: 1, ..controlplane::Options::default() };
+    let nodes = vec![Node { name: "solo".into(), arch: "amd64".into() }];
+    let options = controlplane::Options { nodes, ..controlplane::Options::default() };
     let cp = ControlPlane::start(options).unwrap();
     for (name, pid) in cp.pids() {
         println!("pid {name} {pid}");

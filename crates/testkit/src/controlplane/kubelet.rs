@@ -33,7 +33,7 @@ pub struct Agent {
     /// The pods on the agent's nodes, newest version known.
     pods: Mutex<BTreeMap<(String, String), Value>>,
     wake: Notify,
-    nodes: BTreeSet<String>,
+    nodes: Mutex<BTreeSet<String>>,
     /// How long a deleted pod's containers take to stop.
     termination: Duration,
     registries: Mutex<Registries>,
@@ -80,15 +80,21 @@ impl Agent {
             kubelet: Mutex::new(Kubelet::default()),
             pods: Mutex::default(),
             wake: Notify::new(),
-            nodes,
+            nodes: Mutex::new(nodes),
             termination,
             registries: Mutex::default(),
             clock: Clock::real(),
         }
     }
 
-    pub fn nodes(&self) -> &BTreeSet<String> {
-        &self.nodes
+    pub fn nodes(&self) -> BTreeSet<String> {
+        lock(&self.nodes).clone()
+    }
+
+    /// Plays the kubelet of `name` too.
+    pub fn add_node(&self, name: &str) {
+        lock(&self.nodes).insert(name.to_owned());
+        self.wake.notify_one();
     }
 
     pub fn script(&self, image: &str, behaviour: Behaviour) {
@@ -139,7 +145,7 @@ impl Agent {
     }
 
     fn ours(&self, pod: &Value) -> bool {
-        self.nodes.contains(text(pod, "/spec/nodeName"))
+        lock(&self.nodes).contains(text(pod, "/spec/nodeName"))
     }
 
     fn registry_client(&self) -> anyhow::Result<(reqwest::Client, Vec<String>)> {

@@ -12,12 +12,14 @@ use serde_json::{Value, json};
 /// The annotation kwok selects its nodes by.
 pub const ANNOTATION: (&str, &str) = ("kwok.x-k8s.io/node", "fake");
 
-/// The Node objects for `names`.
-pub fn node(name: &str) -> Value {
+/// The Node object for a fake node (kwok fills its status).
+pub fn node(node: &kubesim::Node) -> Value {
+    let (name, arch) = (&node.name, &node.arch);
     json!({"apiVersion": "v1", "kind": "Node",
         "metadata": {"name": name, "annotations": {ANNOTATION.0: ANNOTATION.1},
             "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64", "type": "kwok"}},
+                "kubernetes.io/arch": arch, "beta.kubernetes.io/arch": arch,
+                "beta.kubernetes.io/os": "linux", "type": "kwok"}},
         "spec": {}})
 }
 
@@ -65,7 +67,7 @@ spec:
       capacity: {{cpu: "32", memory: 64Gi, pods: "110"}}
       allocatable: {{cpu: "32", memory: 64Gi, pods: "110"}}
       nodeInfo:
-        architecture: amd64
+        architecture: {{{{ index .metadata.labels "kubernetes.io/arch" | Quote }}}}
         operatingSystem: linux
         kubeletVersion: {{{{ printf "kwok-%s" Version | Quote }}}}
         containerRuntimeVersion: "kubeship-agent://1"

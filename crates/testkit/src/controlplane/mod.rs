@@ -32,8 +32,8 @@ pub use pki::Pair;
 /// How to start a control plane.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Fake nodes, named `kwok-node-<i>`.
-    pub nodes: usize,
+    /// The fake nodes; by default kubesim's (`node-1` amd64, `node-2` arm64).
+    pub nodes: Vec<kubesim::Node>,
     /// Kubeconfig text for `--authentication-token-webhook-config-file`.
     pub token_webhook: Option<String>,
     /// How long a deleted pod's containers take to stop (bounded by its grace period).
@@ -44,7 +44,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { nodes: 3, token_webhook: None, termination: Duration::from_secs(1), binaries: None }
+        Self {
+            nodes: kubesim::Options::default().nodes,
+            token_webhook: None,
+            termination: Duration::from_secs(1),
+            binaries: None,
+        }
     }
 }
 
@@ -297,7 +302,18 @@ impl ControlPlane {
 
     /// The fake nodes' names.
     pub fn nodes(&self) -> BTreeSet<String> {
-        self.agent.nodes().clone()
+        self.agent.nodes()
+    }
+
+    /// Adds a fake node (an autoscaler's work) and returns once it is Ready and schedulable.
+    ///
+    /// # Panics
+    /// When the API server refuses the node or it does not become Ready in a minute.
+    pub fn add_node(&self, node: &kubesim::Node) {
+        self.agent.add_node(&node.name);
+        if let Err(e) = start::add_node(&self.api, node, &mut [], Duration::from_secs(60)) {
+            panic!("adding node {}: {e:#}", node.name);
+        }
     }
 }
 

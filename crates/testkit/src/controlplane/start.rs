@@ -122,6 +122,20 @@ pub fn create_namespace(
     })
 }
 
+/// Creates a fake node (kwok takes it) and waits until it is Ready and untainted.
+pub fn add_node(
+    api: &Client,
+    node: &kubesim::Node,
+    processes: &mut [Process],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    api.ensure(&path(&NODES, None, None), &kwok::node(node)).map_err(super::api_error)?;
+    let at = path(&NODES, None, Some(&node.name));
+    wait(&format!("node {}", node.name), timeout, processes, || {
+        api.get(&at).is_ok_and(|n| node_ready(&n))
+    })
+}
+
 pub fn start(options: Options) -> anyhow::Result<ControlPlane> {
     crate::install_crypto_provider();
     sweep_stale();
@@ -238,9 +252,9 @@ fn try_start(options: &Options) -> anyhow::Result<ControlPlane> {
     ];
     processes.push(spawner.spawn("kwok", &bin.join("kwok"), &args, &log("kwok"))?);
 
-    let node_names: Vec<String> = (0..options.nodes).map(|i| format!("kwok-node-{i}")).collect();
-    for name in &node_names {
-        api.ensure(&path(&NODES, None, None), &kwok::node(name)).map_err(super::api_error)?;
+    let node_names: Vec<String> = options.nodes.iter().map(|n| n.name.clone()).collect();
+    for node in &options.nodes {
+        api.ensure(&path(&NODES, None, None), &kwok::node(node)).map_err(super::api_error)?;
     }
     grant_token_user(&api)?;
 
@@ -284,11 +298,9 @@ fn try_start(options: &Options) -> anyhow::Result<ControlPlane> {
                 .is_ok_and(|r| r.status().is_success())
         })?;
     }
-    wait("the fake nodes", Duration::from_secs(60), &mut processes, || {
-        node_names
-            .iter()
-            .all(|name| api.get(&path(&NODES, None, Some(name))).is_ok_and(|n| node_ready(&n)))
-    })?;
+    for node in &options.nodes {
+        add_node(&api, node, &mut processes, Duration::from_secs(60))?;
+    }
     create_namespace(&api, READY_NAMESPACE, &mut processes, Duration::from_secs(60))?;
 
     let startup = began.elapsed();
