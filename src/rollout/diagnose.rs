@@ -90,13 +90,14 @@ async fn warnings(
             return Vec::new();
         }
     };
-    events.sort_by_key(|e| e.last_timestamp.clone().map(|t| t.0.to_string()));
+    events.sort_by_key(last_seen);
     let skip = events.len().saturating_sub(EVENTS_SHOWN);
     events
         .into_iter()
         .skip(skip)
         .map(|e| {
-            let count = e.count.filter(|c| *c > 1).map(|c| format!(" (x{c})")).unwrap_or_default();
+            let count =
+                repeats(&e).filter(|c| *c > 1).map(|c| format!(" (x{c})")).unwrap_or_default();
             crate::untrusted::line(&format!(
                 "event {}: {}{count}",
                 e.reason.unwrap_or_default(),
@@ -104,6 +105,24 @@ async fn warnings(
             ))
         })
         .collect()
+}
+
+/// When an event last happened. The kubelet's core/v1 events carry `lastTimestamp`; those
+/// recorded through events.k8s.io (the scheduler's) leave it empty and keep the time in
+/// `series.lastObservedTime` or `eventTime`.
+fn last_seen(event: &Event) -> Option<k8s_openapi::jiff::Timestamp> {
+    event
+        .last_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .or_else(|| event.series.as_ref().and_then(|s| s.last_observed_time.as_ref()).map(|t| t.0))
+        .or_else(|| event.event_time.as_ref().map(|t| t.0))
+        .or_else(|| event.first_timestamp.as_ref().map(|t| t.0))
+}
+
+/// How many times an event happened: `count`, or `series.count` for events.k8s.io ones.
+fn repeats(event: &Event) -> Option<i32> {
+    event.count.or_else(|| event.series.as_ref().and_then(|s| s.count))
 }
 
 /// The lines to print under a failure, within [`BUDGET`].
@@ -182,4 +201,29 @@ pub async fn image_ids(client: &kube::Client, pin: &Pin) -> Vec<String> {
     ids.sort();
     ids.dedup();
     ids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scheduler's events (events.k8s.io: no lastTimestamp, a series) sort by when they
+    /// last happened among the kubelet's, and keep their repeat count.
+    #[test]
+    fn events_of_both_apis_sort_by_time() {
+        let kubelet: Event = serde_json::from_value(serde_json::json!({"metadata": {"name": "a"},
+            "involvedObject": {}, "reason": "Failed", "count": 3,
+            "lastTimestamp": "2026-12-02T10:00:05Z"}))
+        .unwrap();
+        let scheduler: Event =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "b"},
+            "involvedObject": {}, "reason": "FailedScheduling",
+            "eventTime": "2026-12-02T10:00:01.000000Z",
+            "series": {"count": 4, "lastObservedTime": "2026-12-02T10:00:09.000000Z"}}))
+            .unwrap();
+        let mut events = [scheduler.clone(), kubelet.clone()];
+        events.sort_by_key(last_seen);
+        assert_eq!(events[1].reason.as_deref(), Some("FailedScheduling"));
+        assert_eq!((repeats(&kubelet), repeats(&scheduler)), (Some(3), Some(4)));
+    }
 }

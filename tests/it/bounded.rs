@@ -7,20 +7,20 @@ use std::time::{Duration, Instant};
 use kubeship_testkit::gate::{Silent, TcpGate};
 use kubesim::Behaviour;
 
-use super::deploy::World;
+use crate::world::World;
 
 /// The kubeconfig of `w`, pointed at `address` instead of the simulator.
 fn kubeconfig_via(w: &World, address: std::net::SocketAddr) -> String {
     std::fs::read_to_string(w.dir.path().join("kubeconfig"))
         .unwrap()
-        .replace(&w.sim.url(), &format!("https://{address}"))
+        .replace(&w.sim().url(), &format!("https://{address}"))
 }
 
 /// A listener that accepts and never answers: exit 4 within timeout + 5 s, the request it
 /// hung on named, and the outputs written (status failed, the JSON line last).
 #[test]
 fn a_silent_api_server_ends_within_the_timeout() {
-    let w = World::start(false);
+    let w = World::kubesim();
     let silent = Silent::start().unwrap();
     let started = Instant::now();
     let run = w.run(&[
@@ -46,9 +46,9 @@ fn a_silent_api_server_ends_within_the_timeout() {
 /// the run ends at its deadline as timed-out, diagnostics bounded, within timeout + 5 s.
 #[test]
 fn an_api_server_that_stops_answering_mid_wait() {
-    let w = World::start(false);
-    w.sim.script(&w.pinned(&w.v2), Behaviour { never_ready: true, ..Behaviour::default() });
-    let upstream = w.sim.url().trim_start_matches("https://").parse().unwrap();
+    let w = World::kubesim();
+    w.sim().script(&w.pinned(&w.v2), Behaviour { never_ready: true, ..Behaviour::default() });
+    let upstream = w.sim().url().trim_start_matches("https://").parse().unwrap();
     let gate = TcpGate::start(upstream).unwrap();
     let _ = std::fs::remove_file(w.dir.path().join("output"));
     let started = Instant::now();
@@ -61,8 +61,15 @@ fn an_api_server_that_stops_answering_mid_wait() {
         ])
         .spawn()
         .unwrap();
-    while w.patches().is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(20), "no patch");
+    // Frozen once the run is waiting: its watch of the Deployment has reached the server.
+    let watching = || {
+        w.sim()
+            .requests()
+            .iter()
+            .any(|r| r.path.ends_with("/deployments") && r.query.contains_key("watch"))
+    };
+    while !watching() {
+        assert!(started.elapsed() < Duration::from_secs(20), "the run never started waiting");
         std::thread::sleep(Duration::from_millis(20));
     }
     gate.freeze();

@@ -4,18 +4,18 @@
 
 use kubeship_testkit::FaultProxy;
 
-use super::deploy::World;
+use crate::world::World;
 
 /// `$GITHUB_OUTPUT` naming a directory, and `results-dir` naming a file: exit 2 before any
 /// request, each named; the JSON line is the last line of standard output.
 #[test]
 fn unwritable_destinations_send_nothing() {
-    let w = World::start(false);
+    let w = World::kubesim();
     let proxy = FaultProxy::start(&format!("http://{}", w.registry.host)).unwrap();
     let image = format!("{}/acme/api:v2", proxy.host());
     let file = w.dir.path().join("a-file");
     std::fs::write(&file, "").unwrap();
-    w.sim.clear_requests();
+    w.sim().clear_requests();
     let cases = [
         ("GITHUB_OUTPUT", w.dir.path().to_str().unwrap().to_owned(), "$GITHUB_OUTPUT"),
         ("INPUT_RESULTS-DIR", file.to_str().unwrap().to_owned(), "results-dir"),
@@ -34,14 +34,14 @@ fn unwritable_destinations_send_nothing() {
         assert_eq!(last["status"], "failed");
     }
     assert!(proxy.seen().is_empty(), "the registry was asked: {:?}", proxy.seen());
-    assert!(w.sim.requests().is_empty(), "the cluster was asked");
+    assert!(w.sim().requests().is_empty(), "the cluster was asked");
 }
 
 /// A dotenv report in a folder that does not exist yet: the folder is made, the run
 /// succeeds, the report is there.
 #[test]
 fn missing_folders_are_made() {
-    let w = World::start(false);
+    let w = World::kubesim();
     let dotenv = w.dir.path().join("reports/deploy/deploy.env");
     let results = w.dir.path().join("tekton/results");
     let output = w

@@ -5,8 +5,8 @@ use kubeship_testkit::proxy::Action;
 use kubeship_testkit::push::Kind;
 use kubeship_testkit::{FaultProxy, Registry, Rule, Setup};
 
-use super::deploy::{TOKEN, World};
 use super::support::{cluster_running, kubeship, stderr};
+use crate::world::{TOKEN, World};
 
 /// Everything a run leaves behind, as text: standard output and error, and the files.
 fn everything(output: &std::process::Output, dir: &std::path::Path) -> String {
@@ -62,8 +62,8 @@ fn a_registry_password_never_leaks() {
 /// message, and the token nowhere.
 #[test]
 fn a_kubeconfig_token_never_leaks() {
-    let w = World::start(false);
-    w.sim.set_faults(kubesim::Faults {
+    let w = World::kubesim();
+    w.sim().set_faults(kubesim::Faults {
         forbid: vec![("get".into(), "deployments".into())],
         ..kubesim::Faults::default()
     });
@@ -131,7 +131,7 @@ fn credentials_go_only_to_their_registry() {
 /// (an annotation under GitHub Actions).
 #[test]
 fn skipping_tls_verification_is_warned_about() {
-    let w = World::start(false);
+    let w = World::kubesim();
     let config = std::fs::read_to_string(w.dir.path().join("kubeconfig")).unwrap();
     let start = config.find("    certificate-authority-data:").unwrap();
     let end = start + config[start..].find('\n').unwrap() + 1;
@@ -194,7 +194,7 @@ fn leaks<'a>(text: &'a str, secret: &str) -> Vec<&'a str> {
 /// output appear nowhere, with or without GitHub Actions.
 #[test]
 fn a_failing_exec_plugin_leaks_nothing() {
-    let w = World::start(false);
+    let w = World::kubesim();
     let plugin = w.dir.path().join("cloud-login");
     std::fs::write(
         &plugin,
@@ -204,7 +204,7 @@ fn a_failing_exec_plugin_leaks_nothing() {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
     let (env_secret, arg_secret) = ("env-s3cret-71ac", "arg-s3cret-93bd");
-    let config = w.sim.kubeconfig(Some("prod")).replace(
+    let config = w.sim().kubeconfig(Some("prod")).replace(
         &format!("    token: {TOKEN}\n"),
         &format!(
             "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {}\n      \

@@ -45,6 +45,8 @@ pub struct Logged {
     pub query: BTreeMap<String, String>,
     pub content_type: String,
     pub body: String,
+    /// The client's `User-Agent`, as an audit log records it.
+    pub user_agent: Option<String>,
 }
 
 /// A node of the simulated cluster.
@@ -357,6 +359,54 @@ impl Simulator {
         let created = api::create(&self.shared, &mut self.shared.lock(), &target, object, false)?;
         self.settle();
         Ok(created)
+    }
+
+    /// A JSON merge patch, as another client of the cluster would send it (mirrors the real
+    /// control plane's test helper).
+    pub fn merge_patch(
+        &self,
+        resource: &Resource,
+        namespace: &str,
+        name: &str,
+        patch: Value,
+    ) -> Result<Value, ApiError> {
+        let target = api::Target {
+            resource: *resource,
+            namespace: resource.namespaced.then(|| namespace.to_owned()),
+            name: Some(name.to_owned()),
+            subresource: None,
+        };
+        let body = patch.to_string();
+        let (_, patched) = api::patch(
+            &self.shared,
+            &mut self.shared.lock(),
+            &target,
+            api::PatchType::Merge,
+            body.as_bytes(),
+            &BTreeMap::new(),
+        )?;
+        self.shared.wake.notify_one();
+        self.settle();
+        Ok(patched)
+    }
+
+    /// Deletes an object as a client would (its dependents collected).
+    pub fn delete(
+        &self,
+        resource: &Resource,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        let target = api::Target {
+            resource: *resource,
+            namespace: resource.namespaced.then(|| namespace.to_owned()),
+            name: Some(name.to_owned()),
+            subresource: None,
+        };
+        let removed = api::delete(&mut self.shared.lock(), &target)?;
+        self.shared.wake.notify_one();
+        self.settle();
+        Ok(removed)
     }
 
     /// Adds a node (an autoscaler's work, for pods waiting to be scheduled).

@@ -60,6 +60,7 @@ pub async fn handle(
     let content_type = header(hyper::header::CONTENT_TYPE).unwrap_or_default();
     let accept = header(hyper::header::ACCEPT).unwrap_or_default();
     let authorization = header(hyper::header::AUTHORIZATION);
+    let user_agent = header(hyper::header::USER_AGENT);
     let body = match request.into_body().collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => Bytes::new(),
@@ -71,6 +72,7 @@ pub async fn handle(
         query: query.clone(),
         content_type: content_type.clone(),
         body: String::from_utf8_lossy(&body).into_owned(),
+        user_agent,
     });
 
     if let Some(token) = &shared.options.token

@@ -31,6 +31,23 @@ pub fn etcd(dir: &Path, client_port: u16, peer_port: u16) -> Vec<String> {
     ]
 }
 
+/// Where the API server writes its audit log, in its directory.
+pub const AUDIT_LOG: &str = "audit.log";
+
+/// What the audit log records: metadata of every write to an apps workload (not their
+/// status), nothing else, so the file stays small.
+pub const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  verbs: [create, update, patch, delete]
+  resources:
+  - group: apps
+    resources: [deployments, statefulsets, daemonsets]
+- level: None
+";
+
 /// kube-apiserver on 127.0.0.1:`port`; its files (certificates, keys, tokens.csv, the token
 /// webhook's kubeconfig when `webhook`) are in `dir`.
 pub fn apiserver(dir: &Path, port: u16, etcd_port: u16, webhook: bool) -> Vec<String> {
@@ -56,6 +73,11 @@ pub fn apiserver(dir: &Path, port: u16, etcd_port: u16, webhook: bool) -> Vec<St
         // Hostname does not resolve.
         "--kubelet-preferred-address-types=InternalIP".to_owned(),
         "--profiling=false".to_owned(),
+        // The audit log is the tests' record of what a client sent (verb, URI, user agent).
+        format!("--audit-policy-file={}", s(&dir.join("audit-policy.yaml"))),
+        format!("--audit-log-path={}", s(&dir.join(AUDIT_LOG))),
+        "--audit-log-format=json".to_owned(),
+        "--audit-log-mode=blocking".to_owned(),
     ];
     if webhook {
         args.push(format!(

@@ -53,6 +53,19 @@ impl Default for Options {
     }
 }
 
+/// A write to a workload, as the API server's audit log recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audited {
+    /// The RBAC verb: `patch`, `update`, `create`, `delete`.
+    pub verb: String,
+    /// The request's path, without its query.
+    pub path: String,
+    pub query: std::collections::BTreeMap<String, String>,
+    pub user_agent: Option<String>,
+    /// The answer's status code.
+    pub code: Option<u16>,
+}
+
 /// The bearer-token user of [`ControlPlane::token_kubeconfig`].
 pub const TOKEN_USER: &str = "kubeship-ci";
 
@@ -204,6 +217,30 @@ impl ControlPlane {
             Credentials::Token(token),
             Some(namespace),
         ))
+    }
+
+    /// Every write to a Deployment, StatefulSet or DaemonSet in `namespace` so far, in order,
+    /// from the audit log (written before the API server answers).
+    pub fn audit(&self, namespace: &str) -> Vec<Audited> {
+        let text = std::fs::read_to_string(self.dir.path().join(components::AUDIT_LOG))
+            .unwrap_or_default();
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|e| {
+                e["stage"] == "ResponseComplete" && e["objectRef"]["namespace"] == namespace
+            })
+            .map(|e| {
+                let uri = e["requestURI"].as_str().unwrap_or_default();
+                let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+                Audited {
+                    verb: e["verb"].as_str().unwrap_or_default().to_owned(),
+                    path: path.to_owned(),
+                    query: form_urlencoded::parse(query.as_bytes()).into_owned().collect(),
+                    user_agent: e["userAgent"].as_str().map(str::to_owned),
+                    code: e["responseStatus"]["code"].as_u64().and_then(|c| u16::try_from(c).ok()),
+                }
+            })
+            .collect()
     }
 
     /// The admin's API client, for requests the helpers below do not cover.

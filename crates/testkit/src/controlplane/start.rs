@@ -182,6 +182,7 @@ fn try_start(options: &Options) -> anyhow::Result<ControlPlane> {
     if let Some(webhook) = &options.token_webhook {
         std::fs::write(d.join("token-webhook.kubeconfig"), webhook)?;
     }
+    std::fs::write(d.join("audit-policy.yaml"), components::AUDIT_POLICY)?;
 
     let spawner = Spawner::new()?;
     let mut processes = Vec::new();
