@@ -91,7 +91,7 @@ async fn stages(inputs: &Inputs, facts: &mut Facts, cancel: Cancel) -> Result<()
         prepared = prepare(inputs, facts) => prepared?,
         _ = stop.wait_for(Option::is_some) => return Ok(()),
     };
-    let Some((cluster, deadline, cause)) = cluster else { return Ok(()) };
+    let Some(Prepared { cluster, deadline, cause, pods_visible }) = cluster else { return Ok(()) };
     patch_all(inputs, &cluster, facts, &cause, deadline, &cancel).await?;
     if cancel.borrow().is_some() {
         return Ok(());
@@ -102,7 +102,9 @@ async fn stages(inputs: &Inputs, facts: &mut Facts, cancel: Cancel) -> Result<()
         }
         return Ok(());
     }
-    wait_all(inputs, &cluster, facts, deadline, &cancel).await?;
+    let fail_fast = (inputs.fail_fast && pods_visible)
+        .then(|| FailFast { max_restarts: i32::try_from(inputs.max_restarts).unwrap_or(i32::MAX) });
+    wait_all(&cluster, facts, fail_fast, deadline, inputs.timeout, &cancel).await?;
     let failed = facts.targets.iter().any(|t| t.status.is_some_and(Status::is_failure));
     if failed && inputs.rollback_on_failure && cancel.borrow().is_none() {
         roll_back(inputs, &cluster, &mut facts.targets, &cancel).await;
@@ -110,13 +112,21 @@ async fn stages(inputs: &Inputs, facts: &mut Facts, cancel: Cancel) -> Result<()
     Ok(())
 }
 
+/// What the writing stages start from.
+struct Prepared {
+    cluster: Cluster,
+    /// The cluster stages' deadline.
+    deadline: Instant,
+    /// The `kubernetes.io/change-cause`.
+    cause: String,
+    /// Whether the credentials may list and watch pods (fail-fast needs it).
+    pods_visible: bool,
+}
+
 /// Everything before the first write: the cluster's configuration, the digest, every target
-/// read and its containers chosen, every patch accepted by a dry run. `None` for a dry run,
-/// which ends here.
-async fn prepare(
-    inputs: &Inputs,
-    facts: &mut Facts,
-) -> Result<Option<(Cluster, Instant, String)>, Error> {
+/// read and its containers chosen, every patch accepted by a dry run, what the credentials
+/// may see. `None` for a dry run, which ends here.
+async fn prepare(inputs: &Inputs, facts: &mut Facts) -> Result<Option<Prepared>, Error> {
     // The cluster's configuration first: it sends nothing, and a kubeconfig mistake should not
     // wait out a registry's tag-timeout before it is reported.
     let cluster = cluster::connect(&inputs.cluster).await?;
@@ -176,24 +186,18 @@ async fn prepare(
     });
     let answers = targets::preflight(&cluster.client, &facts.targets, &cause, deadline).await;
     let answers = refuse_all_or_none(&mut facts.targets, answers)?;
-    if inputs.wait && inputs.fail_fast && !inputs.dry_run {
-        let missing = cluster::access::missing(&cluster.client, &cluster.namespace, deadline).await;
-        if !missing.is_empty() {
-            crate::log::warn(format_args!(
-                "fail-fast and failure diagnostics are off: the credentials lack {} in namespace {}; \
-                 add them to the Role (README, \"Permissions\")",
-                missing.join(", "),
-                cluster.namespace
-            ));
-        }
-    }
+    let pods_visible = if inputs.wait && !inputs.dry_run {
+        check_access(&cluster, &facts.targets, deadline, inputs.fail_fast).await?
+    } else {
+        true
+    };
     if inputs.dry_run {
         for (target, answer) in facts.targets.iter_mut().zip(answers) {
             report_dry_run(target, answer);
         }
         return Ok(None);
     }
-    Ok(Some((cluster, deadline, cause)))
+    Ok(Some(Prepared { cluster, deadline, cause, pods_visible }))
 }
 
 /// The preflight's answers; if any target was refused, each target's own status says what
@@ -220,6 +224,39 @@ fn refuse_all_or_none(
         target.message = format!("not patched: the dry run of {} was refused", refused.join(", "));
     }
     Err(targets::Error::Refused { refusals }.into())
+}
+
+/// Whether the credentials may follow the rollouts (else an error: nothing is written) and
+/// see the pods (else a warning; the result says whether fail-fast can work).
+async fn check_access(
+    cluster: &Cluster,
+    targets: &[Target],
+    deadline: Instant,
+    fail_fast: bool,
+) -> Result<bool, Error> {
+    let mut kinds: Vec<crate::workload::Kind> = targets.iter().map(|t| t.kind).collect();
+    kinds.sort();
+    kinds.dedup();
+    let follow: Vec<cluster::access::Rule> = kinds
+        .iter()
+        .flat_map(|k| [("list", "apps", k.plural(), ""), ("watch", "apps", k.plural(), "")])
+        .collect();
+    let (client, namespace) = (&cluster.client, cluster.namespace.as_str());
+    let (unfollowable, unreported) = tokio::join!(
+        cluster::access::missing(client, namespace, &follow, deadline),
+        cluster::access::missing(client, namespace, &cluster::access::REPORT, deadline),
+    );
+    if !unfollowable.is_empty() {
+        return Err(targets::Error::Unfollowable {
+            missing: unfollowable,
+            namespace: namespace.to_owned(),
+        }
+        .into());
+    }
+    if let Some(warning) = cluster::access::warning(&unreported, fail_fast, namespace) {
+        crate::log::warn(warning);
+    }
+    Ok(!unreported.iter().any(|m| m.starts_with("pods: ")))
 }
 
 fn report_dry_run(target: &mut Target, answer: Option<crate::workload::Object>) {
@@ -373,18 +410,16 @@ fn pin(target: &Target) -> Option<Pin> {
 
 /// Every target waited on together; then what the new pods run, or why they failed.
 async fn wait_all(
-    inputs: &Inputs,
     cluster: &Cluster,
     facts: &mut Facts,
+    fail_fast: Option<FailFast>,
     deadline: Instant,
+    timeout: std::time::Duration,
     cancel: &Cancel,
 ) -> Result<(), Error> {
     crate::log::group("Wait for the rollout");
     // The deadline counts from the start of the cluster stages; so do the progress lines.
-    let started = deadline.checked_sub(inputs.timeout).unwrap_or_else(Instant::now);
-    let fail_fast = inputs
-        .fail_fast
-        .then(|| FailFast { max_restarts: i32::try_from(inputs.max_restarts).unwrap_or(i32::MAX) });
+    let started = deadline.checked_sub(timeout).unwrap_or_else(Instant::now);
     let client = &cluster.client;
     let waits = facts.targets.iter().map(|target| async move {
         let object = target.patched.as_ref().unwrap_or(&target.read);

@@ -1,7 +1,9 @@
-//! What the credentials may do, asked up front with SelfSubjectAccessReviews: fail-fast and
-//! the failure diagnostics need to list and watch pods, list events and read pod logs. Without
-//! them kubeship still works (kubectl's verdicts need only the workloads), but the user must
-//! know before a crashing pod runs into the deadline unnoticed.
+//! What the credentials may do, asked up front with SelfSubjectAccessReviews, before the
+//! first write: following a rollout needs `list` and `watch` on the workload kinds (without
+//! them a patch would land with no verdict to follow it, so that is an error); fail-fast and
+//! the failure report need to list and watch pods, list events and read pod logs (without
+//! them kubeship still gives kubectl's verdict, and says up front what the report will lack).
+//! A server that cannot answer the reviews is taken to allow everything: the first 403 tells.
 
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
@@ -11,15 +13,27 @@ use tokio::time::Instant;
 
 use super::api::{Request, call};
 
-/// The rules fail-fast and diagnostics use: (verb, resource, subresource).
-const NEEDED: [(&str, &str, &str); 4] =
-    [("list", "pods", ""), ("watch", "pods", ""), ("list", "events", ""), ("get", "pods", "log")];
+/// A rule: (verb, API group, resource, subresource).
+pub type Rule<'a> = (&'a str, &'a str, &'a str, &'a str);
 
-/// The rules of [`NEEDED`] that the credentials lack in `namespace`, as `pods: watch`. Empty
-/// when all are allowed, or when the server cannot say (the first 403 will tell then).
-pub async fn missing(client: &kube::Client, namespace: &str, deadline: Instant) -> Vec<String> {
+/// The rules fail-fast and the failure report use.
+pub const REPORT: [Rule<'static>; 4] = [
+    ("list", "", "pods", ""),
+    ("watch", "", "pods", ""),
+    ("list", "", "events", ""),
+    ("get", "", "pods", "log"),
+];
+
+/// The rules of `rules` that the credentials lack in `namespace`, as `pods: watch`. Empty
+/// when all are allowed, or when the server cannot say.
+pub async fn missing(
+    client: &kube::Client,
+    namespace: &str,
+    rules: &[Rule<'_>],
+    deadline: Instant,
+) -> Vec<String> {
     let api = Api::<SelfSubjectAccessReview>::all(client.clone());
-    let asks = NEEDED.iter().map(|&(verb, resource, subresource)| {
+    let asks = rules.iter().map(|&(verb, group, resource, subresource)| {
         let api = api.clone();
         async move {
             let review = SelfSubjectAccessReview {
@@ -27,6 +41,7 @@ pub async fn missing(client: &kube::Client, namespace: &str, deadline: Instant) 
                     resource_attributes: Some(ResourceAttributes {
                         namespace: Some(namespace.to_owned()),
                         verb: Some(verb.to_owned()),
+                        group: Some(group.to_owned()),
                         resource: Some(resource.to_owned()),
                         subresource: (!subresource.is_empty()).then(|| subresource.to_owned()),
                         ..ResourceAttributes::default()
@@ -48,4 +63,46 @@ pub async fn missing(client: &kube::Client, namespace: &str, deadline: Instant) 
         }
     });
     futures_util::future::join_all(asks).await.into_iter().flatten().collect()
+}
+
+/// What the missing rules take away, for the warning: fail-fast needs to list and watch pods;
+/// the failure report needs events and pod logs too. None when nothing that matters is missing.
+pub fn warning(missing: &[String], fail_fast: bool, namespace: &str) -> Option<String> {
+    if missing.is_empty() {
+        return None;
+    }
+    let pods = missing.iter().any(|m| m == "pods: list" || m == "pods: watch");
+    let lost = if pods && fail_fast {
+        "fail-fast and the failure report's pods, events and logs are off"
+    } else if pods {
+        "the failure report's pods, events and logs are off"
+    } else {
+        "failure reports will lack what these give (events, log lines); the verdict is the same"
+    };
+    Some(format!(
+        "{lost}: the credentials lack {} in namespace {namespace}; add them to the Role (README, \"Permissions\")",
+        missing.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each missing rule says what it takes away.
+    #[test]
+    fn warnings_say_what_is_lost() {
+        assert_eq!(warning(&[], true, "prod"), None);
+        let pods = warning(&["pods: watch".into()], true, "prod").unwrap();
+        assert!(
+            pods.starts_with("fail-fast and")
+                && pods.contains("lack pods: watch in namespace prod"),
+            "{pods}"
+        );
+        let logs = warning(&["pods/log: get".into()], true, "prod").unwrap();
+        assert!(
+            logs.contains("the verdict is the same") && logs.contains("pods/log: get"),
+            "{logs}"
+        );
+    }
 }

@@ -307,7 +307,7 @@ async fn watch_pods(
             Err(e) => {
                 if refused(&e, &label, pin.kind).is_some() {
                     crate::log::warn(format_args!(
-                        "{label}: fail-fast and diagnostics are off: the credentials may not list and watch pods in {} (add pods: list, watch to the Role)",
+                        "{label}: fail-fast and the failure report's pods, events and logs are off: the credentials may not list and watch pods in {}; add pods: list, watch to the Role (README, \"Permissions\")",
                         pin.namespace
                     ));
                     return;

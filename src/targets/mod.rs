@@ -33,6 +33,16 @@ pub enum Error {
     Api(#[from] ApiError),
     #[error("the dry run of the patches was refused, so nothing was changed: {}", refusals.join("; "))]
     Refused { refusals: Vec<String> },
+    #[error(
+        "the credentials may not follow the rollout: they lack {} in namespace {namespace}, so \
+         nothing was changed. Grant the credentials' Role {} (README, \"Permissions\")",
+        missing.join(", "),
+        missing.iter().map(|m| {
+            let (resource, verb) = m.split_once(": ").unwrap_or((m.as_str(), ""));
+            format!("the verb \"{verb}\" on \"{resource}\"")
+        }).collect::<Vec<_>>().join(" and ")
+    )]
+    Unfollowable { missing: Vec<String>, namespace: String },
     #[error("{what} came back as something other than a {kind}: {detail}")]
     Decode { what: String, kind: &'static str, detail: String },
     #[error(transparent)]

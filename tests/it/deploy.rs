@@ -790,7 +790,7 @@ fn no_pod_access_is_said_up_front() {
     ]);
     assert_eq!(run.outputs["status"], "timed-out", "{}", run.stderr);
     assert!(
-        run.stderr.contains("fail-fast and diagnostics are off")
+        run.stderr.contains("fail-fast and the failure report's pods, events and logs are off")
             && run.stderr.contains("pods: list, watch"),
         "{}",
         run.stderr

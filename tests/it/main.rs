@@ -33,5 +33,9 @@ mod bounded;
 // Output destinations checked before any request.
 mod outputs;
 
+// The README's least-privilege Role on the real control plane: enough, and each rule named
+// when missing.
+mod rbac;
+
 // action.yml, the README and the contract against the inputs and outputs kubeship has.
 mod action;

@@ -53,6 +53,30 @@ impl Default for Options {
     }
 }
 
+/// The least-privilege Role of the README's "Permissions" section, as the README gives it:
+/// the test kit grants these rules and the tests remove them one by one, so the README can
+/// never drift from what kubeship needs.
+///
+/// # Errors
+/// The README has no such Role.
+pub fn readme_role() -> anyhow::Result<Value> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))?;
+    let section = readme
+        .split("\n## Permissions")
+        .nth(1)
+        .ok_or_else(|| anyhow::anyhow!("README.md has no Permissions section"))?;
+    let yaml = section
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|block| block.split("```").next())
+        .ok_or_else(|| anyhow::anyhow!("the Permissions section has no YAML block"))?;
+    let documents: Vec<Value> = serde_saphyr::from_multiple(yaml)?;
+    documents
+        .into_iter()
+        .find(|d| d["kind"] == "Role")
+        .ok_or_else(|| anyhow::anyhow!("the Permissions section's YAML has no Role"))
+}
+
 /// A write to a workload, as the API server's audit log recorded it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Audited {

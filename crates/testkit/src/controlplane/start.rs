@@ -335,15 +335,10 @@ fn node_ready(node: &Value) -> bool {
         && node["spec"]["taints"].as_array().is_none_or(|t| t.is_empty())
 }
 
-/// The README's least-privilege rules for kubeship, granted to the token user everywhere.
+/// The README's least-privilege rules for kubeship, granted to the token user everywhere:
+/// every scenario run as that user proves the README's Role is enough.
 fn grant_token_user(api: &Client) -> anyhow::Result<()> {
-    let role = json!({"metadata": {"name": "kubeship"}, "rules": [
-        {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"],
-            "verbs": ["get", "list", "watch", "patch"]},
-        {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list", "watch"]},
-        {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["list", "watch"]},
-        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}
-    ]});
+    let role = json!({"metadata": {"name": "kubeship"}, "rules": super::readme_role()?["rules"]});
     api.ensure(&path(&CLUSTER_ROLES, None, None), &role).map_err(super::api_error)?;
     let binding = json!({"metadata": {"name": "kubeship-ci"},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kubeship"},
