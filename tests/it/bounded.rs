@@ -7,13 +7,11 @@ use std::time::{Duration, Instant};
 use kubeship_testkit::gate::{Silent, TcpGate};
 use kubesim::Behaviour;
 
-use crate::world::World;
+use crate::world::{World, on_both};
 
-/// The kubeconfig of `w`, pointed at `address` instead of the simulator.
+/// The kubeconfig of `w`, pointed at `address` instead of its API server.
 fn kubeconfig_via(w: &World, address: std::net::SocketAddr) -> String {
-    std::fs::read_to_string(w.dir.path().join("kubeconfig"))
-        .unwrap()
-        .replace(&w.sim().url(), &format!("https://{address}"))
+    w.kubeconfig().replace(&w.url(), &format!("https://{address}"))
 }
 
 /// A listener that accepts and never answers: exit 4 within timeout + 5 s, the request it
@@ -42,40 +40,22 @@ fn a_silent_api_server_ends_within_the_timeout() {
     assert_eq!(run.result["digest"], w.v2.as_str(), "the registry stage's facts are kept");
 }
 
-/// The API server stops answering once the wait has begun (connections open, no bytes):
-/// the run ends at its deadline as timed-out, diagnostics bounded, within timeout + 5 s.
-#[test]
-fn an_api_server_that_stops_answering_mid_wait() {
-    let w = World::kubesim();
-    w.sim().script(&w.pinned(&w.v2), Behaviour { never_ready: true, ..Behaviour::default() });
-    let upstream = w.sim().url().trim_start_matches("https://").parse().unwrap();
-    let gate = TcpGate::start(upstream).unwrap();
-    let _ = std::fs::remove_file(w.dir.path().join("output"));
-    let started = Instant::now();
-    let child = w
-        .command(&[
-            ("INPUT_IMAGE", &w.image("v2")),
-            ("INPUT_DEPLOYMENT", "api"),
-            ("INPUT_KUBECONFIG", &kubeconfig_via(&w, gate.address)),
-            ("INPUT_TIMEOUT", "6s"),
-        ])
-        .spawn()
-        .unwrap();
-    // Frozen once the run is waiting: its watch of the Deployment has reached the server.
-    let watching = || {
-        w.sim()
-            .requests()
-            .iter()
-            .any(|r| r.path.ends_with("/deployments") && r.query.contains_key("watch"))
-    };
-    while !watching() {
-        assert!(started.elapsed() < Duration::from_secs(20), "the run never started waiting");
-        std::thread::sleep(Duration::from_millis(20));
+on_both!(
+    /// The API server stops answering once the wait has begun (connections open, no bytes):
+    /// the run ends at its deadline as timed-out, diagnostics bounded, within timeout + 5 s.
+    an_api_server_that_stops_answering_mid_wait,
+    |w| {
+        w.script(&w.pinned(&w.v2), Behaviour { never_ready: true, ..Behaviour::default() });
+        let upstream = w.url().trim_start_matches("https://").parse().unwrap();
+        let gate = TcpGate::start(upstream).unwrap();
+        let config = w.kubeconfig().replace(&w.url(), &format!("https://{}", gate.address));
+        let started = Instant::now();
+        let child = w.spawn_waiting(&[("INPUT_KUBECONFIG", &config), ("INPUT_TIMEOUT", "6s")]);
+        gate.freeze();
+        let run = child.finish(w);
+        let took = started.elapsed();
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
+        assert_eq!(run.outputs["status"], "timed-out");
+        assert!(took < Duration::from_secs(6 + 5), "{took:?}");
     }
-    gate.freeze();
-    let run = w.finish(child.wait_with_output().unwrap());
-    let took = started.elapsed();
-    assert_eq!(run.code, Some(1), "{}", run.stderr);
-    assert_eq!(run.outputs["status"], "timed-out");
-    assert!(took < Duration::from_secs(6 + 5), "{took:?}");
-}
+);

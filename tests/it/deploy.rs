@@ -381,12 +381,9 @@ on_both!(
         w.script(&w.pinned(&w.v2), Behaviour { never_ready: true, ..Behaviour::default() });
         for (signal, code) in [("-TERM", 143), ("-INT", 130)] {
             let child = w.spawn_waiting(&[("INPUT_TIMEOUT", "5m")]);
-            // Let the run get from its patch into the wait.
-            std::thread::sleep(Duration::from_millis(300));
             let sent = Instant::now();
-            let status = std::process::Command::new("kill").arg(signal).arg(child.id().to_string()).status().unwrap();
-            assert!(status.success());
-            let run = w.finish(child.wait_with_output().unwrap());
+            child.signal(signal);
+            let run = child.finish(w);
             assert!(sent.elapsed() < Duration::from_secs(2), "{:?}", sent.elapsed());
             assert_eq!(run.code, Some(code), "{}", run.stderr);
             assert_eq!(run.outputs["status"], "cancelled");
@@ -440,7 +437,7 @@ on_both!(
         w.script(&w.pinned(&w.v2), Behaviour { never_ready: true, ..Behaviour::default() });
         let child = w.spawn_waiting(&[("INPUT_TIMEOUT", "30s")]);
         w.delete(&resources::DEPLOYMENTS, "api");
-        let run = w.finish(child.wait_with_output().unwrap());
+        let run = child.finish(w);
         assert_eq!(run.code, Some(1), "{}", run.stderr);
         assert!(run.message().contains("was deleted during the rollout"), "{}", run.result);
     }
@@ -530,7 +527,7 @@ on_both!(
             })
         });
         w.cordon(&nodes[0], false);
-        let run = w.finish(child.wait_with_output().unwrap());
+        let run = child.finish(w);
         for node in &nodes {
             w.cordon(node, false);
         }
@@ -562,7 +559,7 @@ on_both!(
             .output()
             .unwrap();
         assert_eq!(second.status.code(), Some(0), "{}", String::from_utf8_lossy(&second.stderr));
-        let run = w.finish(first.wait_with_output().unwrap());
+        let run = first.finish(w);
         assert_eq!(run.code, Some(1), "{}", run.stderr);
         assert_eq!(run.outputs["status"], "superseded");
         let message = run.message();
@@ -583,7 +580,7 @@ on_both!(
         w.script(&w.pinned(&w.v2), Behaviour { ready_delay: Duration::from_secs(2), ..Behaviour::default() });
         let child = w.spawn_waiting(&[("INPUT_TIMEOUT", "90s")]);
         w.merge_patch(&resources::DEPLOYMENTS, "api", json!({"spec": {"replicas": 3}}));
-        let run = w.finish(child.wait_with_output().unwrap());
+        let run = child.finish(w);
         assert_eq!(run.code, Some(0), "{}", run.stderr);
         assert_eq!(run.outputs["status"], "succeeded");
         assert_eq!(run.result["targets"][0]["replicas"], 3);
@@ -654,9 +651,10 @@ on_both!(
         let config = w.kubeconfig().replace(&w.url(), &format!("https://{}", gate.address));
         let child = w.spawn_waiting(&[("INPUT_KUBECONFIG", &config), ("INPUT_TIMEOUT", "60s")]);
         gate.shut();
-        std::thread::sleep(ready_delay + Duration::from_secs(1));
+        // Back once the rollout is over on the cluster: the run learns its end only then.
+        cluster_runs(w, "api", &w.pinned(&w.v2), 2);
         gate.open();
-        let run = w.finish(child.wait_with_output().unwrap());
+        let run = child.finish(w);
         assert_eq!(run.code, Some(0), "{}", run.stderr);
         assert_eq!(run.outputs["status"], "succeeded");
         cluster_runs(w, "api", &w.pinned(&w.v2), 2);
@@ -828,7 +826,7 @@ fn survives_dropped_watches_410_and_429() {
     );
     w.sim().expire_history();
     gate.open();
-    let run = w.finish(child.wait_with_output().unwrap());
+    let run = child.finish(&w);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(run.outputs["status"], "succeeded");
     let deployments = |watch: bool| {
@@ -856,13 +854,12 @@ fn a_deletion_across_a_relist_is_seen() {
     let gate = kubeship_testkit::TcpGate::start(upstream).unwrap();
     let config = w.kubeconfig().replace(&w.url(), &format!("https://{}", gate.address));
     let child = w.spawn_waiting(&[("INPUT_KUBECONFIG", &config), ("INPUT_TIMEOUT", "60s")]);
-    std::thread::sleep(Duration::from_millis(300));
     gate.shut();
     w.delete(&resources::DEPLOYMENTS, "api");
     w.sim().expire_history();
     gate.open();
     let started = Instant::now();
-    let run = w.finish(child.wait_with_output().unwrap());
+    let run = child.finish(&w);
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(run.message().contains("was deleted during the rollout"), "{}", run.result);
     assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
@@ -1012,22 +1009,14 @@ fn sigterm_during_the_patch_phase() {
         ..Default::default()
     });
     w.sim().clear_requests();
-    let _ = std::fs::remove_file(w.dir.path().join("output"));
-    let child = w
-        .command(&[("INPUT_IMAGE", &w.image("v2")), ("INPUT_DEPLOYMENT", "api,web,jobs")])
-        .spawn()
-        .unwrap();
+    let child = w.spawn(&[("INPUT_IMAGE", &w.image("v2")), ("INPUT_DEPLOYMENT", "api,web,jobs")]);
     let started = Instant::now();
     while w.patches().is_empty() {
         assert!(started.elapsed() < Duration::from_secs(30), "no PATCH was sent");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let run = w.finish(child.wait_with_output().unwrap());
+    child.signal("-TERM");
+    let run = child.finish(&w);
     assert_eq!(run.code, Some(143), "{}", run.stderr);
     assert_eq!(run.outputs["status"], "cancelled");
     assert_eq!(w.patches().len(), 1);

@@ -46,11 +46,23 @@ fn check(output: &Output, what: &str) {
     );
 }
 
-/// The static binary, built once per test run into its own target directory.
+/// The static binary: the one scripts/test built (`KUBESHIP_STATIC_BINARY`), else built once
+/// per test run into its own target directory.
 fn static_binary() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
+            if let Some(built) =
+                std::env::var_os("KUBESHIP_STATIC_BINARY").filter(|p| !p.is_empty())
+            {
+                let built = PathBuf::from(built);
+                assert!(
+                    built.is_file(),
+                    "KUBESHIP_STATIC_BINARY={} is not a file",
+                    built.display()
+                );
+                return built;
+            }
             let root = Path::new(env!("CARGO_MANIFEST_DIR"));
             let target_dir = std::env::var_os("CARGO_TARGET_DIR")
                 .map_or_else(|| root.join("target"), PathBuf::from)

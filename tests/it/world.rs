@@ -360,16 +360,34 @@ impl World {
         self.finish(output)
     }
 
-    /// Starts kubeship with the v2 image on `api` and returns once its patch has landed.
-    pub fn spawn_waiting(&self, extra: &[(&str, &str)]) -> std::process::Child {
-        let _ = std::fs::remove_file(self.dir.path().join("output"));
+    /// Starts kubeship with the v2 image on `api` (and `extra`), and returns once it is
+    /// waiting on the rollout.
+    pub fn spawn_waiting(&self, extra: &[(&str, &str)]) -> Running {
         let image = self.image("v2");
         let mut vars = vec![("INPUT_IMAGE", image.as_str()), ("INPUT_DEPLOYMENT", "api")];
         vars.extend_from_slice(extra);
-        let child = self.command(&vars).spawn().unwrap();
-        let pinned = self.pinned(&self.v2);
-        self.until("kubeship's patch", || (self.container_image("api") == pinned).then_some(()));
-        child
+        let running = self.spawn(&vars);
+        running.wait_for("== Wait for the rollout");
+        running
+    }
+
+    /// Starts kubeship; its standard error is collected as it comes.
+    pub fn spawn(&self, vars: &[(&str, &str)]) -> Running {
+        let _ = std::fs::remove_file(self.dir.path().join("output"));
+        let mut child = self.command(vars).spawn().unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().unwrap();
+        let collected = stderr.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut pipe, &mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                collected.lock().unwrap().push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        });
+        Running { child, stderr, reader }
     }
 
     pub fn finish(&self, output: Output) -> Run {
@@ -490,6 +508,47 @@ pub struct Sent {
     pub user_agent: Option<String>,
     /// Known on kubesim only (audit events do not carry it).
     pub content_type: Option<String>,
+}
+
+/// A run still going, its standard error read as it comes.
+pub struct Running {
+    pub child: std::process::Child,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    /// Waits until the run has printed `text` (it printed nothing like it within 60 s: a
+    /// failure that shows what it did print).
+    pub fn wait_for(&self, text: &str) {
+        let started = Instant::now();
+        loop {
+            if self.stderr.lock().unwrap().contains(text) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the run never printed {text:?}:\n{}",
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends `signal` (`-TERM`, `-INT`) to the run.
+    pub fn signal(&self, signal: &str) {
+        let status =
+            Command::new("kill").arg(signal).arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the end, as [`World::finish`] reads it.
+    pub fn finish(self, world: &World) -> Run {
+        let mut output = self.child.wait_with_output().unwrap();
+        self.reader.join().unwrap();
+        output.stderr = std::mem::take(&mut *self.stderr.lock().unwrap()).into_bytes();
+        world.finish(output)
+    }
 }
 
 /// One run of the binary, as its caller sees it.
