@@ -165,5 +165,11 @@ mod tests {
         assert_eq!(rows[2].len(), 2, "extra cells are dropped");
         let fixed = render("| image |\n|---|\n| ``repo:ta`g`` |\n");
         assert_eq!(fixed.tables[0][1][0].code, ["repo:ta`g"]);
+        // GFM splits cells before code spans: a pipe needs `\|` even inside one.
+        let piped = render("| a | b |\n|---|---|\n| `x|y` | `x\\|y` |\n");
+        assert_eq!(piped.tables[0][1][0].text, "`x");
+        assert_eq!(piped.tables[0][1][1], Cell { text: "y`".into(), code: vec![] });
+        let escaped = render("| a |\n|---|\n| `x\\|y` |\n");
+        assert_eq!(escaped.tables[0][1][0].code, ["x|y"]);
     }
 }
