@@ -7,10 +7,10 @@
 //! bare `https://...`, `http://...`, `www.` or e-mail address becomes a link without any
 //! markup), and raw HTML, which GitHub's sanitizer filters but still lets `<a href>`, `<img>`,
 //! `<details>` and the like through (`@actions/core`'s own `summary` helpers write HTML tables,
-//! links and images). Parsed here with comrak and those extensions on; any raw HTML counts as live.
+//! links and images). Parsed here with markdown-rs's GFM options; any raw HTML counts as live.
 
-use comrak::nodes::{AstNode, NodeValue};
-use comrak::{Arena, Options, parse_document};
+use markdown::mdast::Node;
+use markdown::{ParseOptions, to_mdast};
 
 /// What a rendered summary contains that matters for injection.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -21,7 +21,8 @@ pub struct Summary {
     pub images: Vec<Link>,
     /// Raw HTML, inline or block, as written.
     pub html: Vec<String>,
-    /// Every table, header row first.
+    /// Every table, header row first, each row cut or padded to the header's width as GFM
+    /// renders it.
     pub tables: Vec<Vec<Vec<Cell>>>,
     /// The literal text of every code span, in order.
     pub code_spans: Vec<String>,
@@ -54,68 +55,92 @@ impl Summary {
     }
 }
 
-/// Parses a step summary as GitHub-flavoured Markdown.
+/// Parses a step summary as GitHub-flavoured Markdown (markdown-rs with its GFM options).
 pub fn render(markdown: &str) -> Summary {
-    let mut options = Options::default();
-    options.extension.table = true;
-    options.extension.autolink = true;
-    options.extension.strikethrough = true;
-    options.extension.tasklist = true;
-    options.extension.footnotes = true;
-    let arena = Arena::new();
-    let root = parse_document(&arena, markdown, &options);
     let mut summary = Summary::default();
-    for node in root.descendants() {
-        match &node.data().value {
-            NodeValue::Link(link) => {
-                summary.links.push(Link { url: link.url.clone(), text: text_of(node) });
-            }
-            NodeValue::Image(link) => {
-                summary.images.push(Link { url: link.url.clone(), text: text_of(node) });
-            }
-            NodeValue::HtmlInline(raw) => summary.html.push(raw.clone()),
-            NodeValue::HtmlBlock(block) => summary.html.push(block.literal.clone()),
-            NodeValue::Code(code) => summary.code_spans.push(code.literal.clone()),
-            NodeValue::CodeBlock(block) => summary.code_blocks.push(block.literal.clone()),
-            NodeValue::Table(_) => summary.tables.push(table(node)),
-            _ => {}
+    let root = match to_mdast(markdown, &ParseOptions::gfm()) {
+        Ok(root) => root,
+        Err(message) => {
+            // Only MDX input can fail to parse; fail closed so a test notices.
+            summary.html.push(format!("unparsed: {message}"));
+            return summary;
         }
-    }
+    };
+    let mut definitions: Vec<(String, String)> = Vec::new();
+    walk(&root, &mut |node| {
+        if let Node::Definition(d) = node {
+            definitions.push((d.identifier.clone(), d.url.clone()));
+        }
+    });
+    let defined = |identifier: &str| {
+        definitions
+            .iter()
+            .find(|(id, _)| id == identifier)
+            .map(|(_, url)| url.clone())
+            .unwrap_or_default()
+    };
+    walk(&root, &mut |node| match node {
+        Node::Link(link) => summary.links.push(Link { url: link.url.clone(), text: text_of(node) }),
+        Node::LinkReference(link) => {
+            summary.links.push(Link { url: defined(&link.identifier), text: text_of(node) });
+        }
+        Node::Image(image) => {
+            summary.images.push(Link { url: image.url.clone(), text: image.alt.clone() });
+        }
+        Node::ImageReference(image) => {
+            summary.images.push(Link { url: defined(&image.identifier), text: image.alt.clone() });
+        }
+        Node::Html(html) => summary.html.push(html.value.clone()),
+        Node::InlineCode(code) => summary.code_spans.push(code.value.clone()),
+        Node::Code(code) => summary.code_blocks.push(code.value.clone()),
+        Node::Table(table) => {
+            let mut rows: Vec<Vec<Cell>> = table
+                .children
+                .iter()
+                .map(|row| {
+                    row.children().map_or_else(Vec::new, |cells| cells.iter().map(cell).collect())
+                })
+                .collect();
+            // As rendered: every row as wide as the header, extra cells dropped, missing empty.
+            let width = rows.first().map_or(0, Vec::len);
+            for row in &mut rows {
+                row.resize(width, Cell::default());
+            }
+            summary.tables.push(rows);
+        }
+        _ => {}
+    });
     summary
 }
 
-fn table<'a>(node: &'a AstNode<'a>) -> Vec<Vec<Cell>> {
-    node.children()
-        .map(|row| {
-            row.children()
-                .map(|cell| {
-                    let code = cell
-                        .descendants()
-                        .filter_map(|n| match &n.data().value {
-                            NodeValue::Code(code) => Some(code.literal.clone()),
-                            _ => None,
-                        })
-                        .collect();
-                    Cell { text: text_of(cell), code }
-                })
-                .collect()
-        })
-        .collect()
+/// Visits a node and all below it, in document order.
+fn walk(node: &Node, visit: &mut dyn FnMut(&Node)) {
+    visit(node);
+    for child in node.children().into_iter().flatten() {
+        walk(child, visit);
+    }
 }
 
-/// The plain text a node shows: its text and code, breaks as spaces and new lines.
-fn text_of<'a>(node: &'a AstNode<'a>) -> String {
-    let mut text = String::new();
-    for n in node.descendants().skip(1) {
-        match &n.data().value {
-            NodeValue::Text(t) => text.push_str(t),
-            NodeValue::Code(code) => text.push_str(&code.literal),
-            NodeValue::HtmlInline(raw) => text.push_str(raw),
-            NodeValue::SoftBreak => text.push(' '),
-            NodeValue::LineBreak => text.push('\n'),
-            _ => {}
+fn cell(node: &Node) -> Cell {
+    let mut code = Vec::new();
+    walk(node, &mut |n| {
+        if let Node::InlineCode(c) = n {
+            code.push(c.value.clone());
         }
-    }
+    });
+    Cell { text: text_of(node), code }
+}
+
+/// The plain text a node shows: its text, code and inline HTML; breaks as new lines.
+fn text_of(node: &Node) -> String {
+    let mut text = String::new();
+    walk(node, &mut |n| match n {
+        Node::Text(t) => text.push_str(&t.value),
+        Node::InlineCode(c) => text.push_str(&c.value),
+        Node::Html(h) => text.push_str(&h.value),
+        Node::Break(_) => text.push('\n'),
+        _ => {}
+    });
     text
 }
 
@@ -150,7 +175,7 @@ mod tests {
         let s = render("`https://x.test/![i](y)` ``a`b``\n\n```\n[l](u) <b>\n```\n");
         assert!(s.live().is_empty(), "{:?}", s.live());
         assert_eq!(s.code_spans, ["https://x.test/![i](y)", "a`b"]);
-        assert_eq!(s.code_blocks, ["[l](u) <b>\n"]);
+        assert_eq!(s.code_blocks, ["[l](u) <b>"]);
     }
 
     /// Issue 12 item 5: a backtick in an image name breaks a single-backtick code span, and a
