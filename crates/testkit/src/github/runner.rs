@@ -17,7 +17,9 @@
 //! remove-matcher save-state set-env set-output stop-commands warning add-path`
 //! (`ExtensionManager`; `internal-set-repo-path` only for runner plugins). The searches for `::`
 //! and `##[` are culture-sensitive (`culture.rs`): ignorable characters such as U+200B may sit
-//! inside them. A line that parses is not shown; every other line is (masked).
+//! inside them. A line that parses is not shown; every other line is, masked
+//! (`OutputManager.OnDataReceived`). Masks belong to the job (`HostContext.SecretMasker`): they
+//! last into later steps, and a job output holding one is dropped (`JobExtension`).
 //! - Not stopped, `stop-commands`: the data is the token. `ValidateStopToken` throws for an empty
 //!   token, a registered command name or `pause-logging` (unless
 //!   `ACTIONS_ALLOW_UNSECURE_STOPCOMMAND_TOKENS`): nothing catches it up to the step, which fails,
