@@ -83,12 +83,13 @@ fn clean(message: &str) -> String {
 /// been through [`crate::untrusted`]; should a line still look like a workflow command to the
 /// runner, it is printed where commands are stopped.
 pub fn info(message: impl Display) {
-    let text = clean(&message.to_string());
-    if github() && text.split('\n').any(could_be_command) {
-        print_stopped(&[], &text.split('\n').map(str::to_owned).collect::<Vec<_>>());
-    } else {
-        eprintln!("{text}");
-    }
+    print(&info_lines(&clean(&message.to_string()), github()));
+}
+
+/// The lines [`info`] prints.
+pub fn info_lines(text: &str, github: bool) -> Vec<String> {
+    let lines: Vec<String> = text.split('\n').map(str::to_owned).collect();
+    if github && lines.iter().any(|l| could_be_command(l)) { stopped(&[], &lines) } else { lines }
 }
 
 /// Lines from outside kubeship (a container's log, events, pod states) under a heading of
@@ -96,40 +97,47 @@ pub fn info(message: impl Display) {
 pub fn untrusted(heading: impl Display, lines: &[String]) {
     let heading = clean(&heading.to_string());
     let lines: Vec<String> = lines.iter().map(|l| format!("  {}", clean(l))).collect();
-    if github() {
-        print_stopped(&[heading], &lines);
-    } else {
-        eprintln!("{heading}");
-        for line in lines {
-            eprintln!("{line}");
-        }
+    print(&untrusted_lines(&heading, &lines, github()));
+}
+
+/// The lines [`untrusted`] prints.
+pub fn untrusted_lines(heading: &str, lines: &[String], github: bool) -> Vec<String> {
+    if github {
+        return stopped(&[heading.to_owned()], lines);
+    }
+    std::iter::once(heading.to_owned()).chain(lines.iter().cloned()).collect()
+}
+
+fn print(lines: &[String]) {
+    for line in lines {
+        eprintln!("{line}");
     }
 }
 
 /// `::stop-commands::<token>`, the lines, `::<token>::`. The token is fresh for every block
 /// and never appears in what it encloses, so nothing inside can end the block early.
-fn print_stopped(before: &[String], lines: &[String]) {
-    for line in before {
-        eprintln!("{line}");
-    }
+fn stopped(before: &[String], lines: &[String]) -> Vec<String> {
     let token = loop {
         let token = format!("kubeship-{:032x}", rand::random::<u128>());
-        if !lines.iter().any(|l| l.contains(&token)) {
+        if !lines.iter().any(|l| l.to_ascii_lowercase().contains(&token)) {
             break token;
         }
     };
-    eprintln!("::stop-commands::{token}");
-    for line in lines {
-        eprintln!("{line}");
-    }
-    eprintln!("::{token}::");
+    let mut out = before.to_vec();
+    out.push(format!("::stop-commands::{token}"));
+    out.extend(lines.iter().cloned());
+    out.push(format!("::{token}::"));
+    out
 }
 
 /// Whether the runner could take `line` for a command: `::` after leading whitespace (the
-/// current form) or `##[` anywhere (the legacy form). Deliberately broader than the runner's
-/// parser: a false alarm only puts an ordinary line into a stopped block.
+/// current form) or `##[` anywhere (the legacy form). The runner's search is culture-sensitive
+/// and skips invisible characters, so the check looks at the line's ASCII alone, control
+/// characters removed: broader than the runner's parser on purpose, as a false alarm only
+/// puts an ordinary line into a stopped block.
 pub fn could_be_command(line: &str) -> bool {
-    line.trim_start().starts_with("::") || line.contains("##[")
+    let ascii: String = line.chars().filter(|c| c.is_ascii() && !c.is_ascii_control()).collect();
+    ascii.trim_start().starts_with("::") || ascii.contains("##[")
 }
 
 /// Something the user should look at, that does not stop the run.
@@ -215,6 +223,82 @@ pub fn escape_property(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kubeship_testkit::github::runner;
+
+    /// What the GitHub runner acts on when it reads `lines` on stderr: every command, in
+    /// every order the runner might read it.
+    fn acted(lines: &[String]) -> Vec<runner::Command> {
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        runner::commands(b"", text.as_bytes())
+    }
+
+    /// Only the block's own stop and resume, whatever the text.
+    fn only_the_block(commands: &[runner::Command]) -> bool {
+        commands.iter().all(|c| c.name == "stop-commands" || c.name.starts_with("kubeship-"))
+    }
+
+    /// Pieces of text an attacker would combine.
+    fn hostile() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::strategy::{Just, Strategy as _};
+        let piece = proptest::prop_oneof![
+            Just("::add-mask::".to_owned()),
+            Just("::warning title=x::".to_owned()),
+            Just("##[set-output name=a]".to_owned()),
+            Just("::stop-commands::".to_owned()),
+            Just(":\u{200B}:error::".to_owned()),
+            Just("\r".to_owned()),
+            Just("\n".to_owned()),
+            Just(" ".to_owned()),
+            "\\PC{0,8}",
+        ];
+        proptest::collection::vec(piece, 0..8).prop_map(|parts| parts.concat())
+    }
+
+    proptest::proptest! {
+        /// Whatever text reaches `info` or `untrusted` (after the cleaning they do), the runner
+        /// acts on nothing but the block that holds it.
+        #[test]
+        fn no_text_becomes_a_command(text in hostile()) {
+            let cleaned = clean(&text);
+            let info = info_lines(&cleaned, true);
+            proptest::prop_assert!(only_the_block(&acted(&info)), "{info:?}");
+            let lines = vec![format!("  {cleaned}")];
+            let block = untrusted_lines("heading", &lines, true);
+            proptest::prop_assert!(only_the_block(&acted(&block)), "{block:?}");
+        }
+    }
+
+    /// The issue's attack forms, as they would arrive in a container's log: inert inside the
+    /// block, and kubeship's own annotation after the block is still acted on.
+    #[test]
+    fn attack_forms_are_held_and_ours_still_act() {
+        let attacks = [
+            "::add-mask::sha256:0123",
+            "   ::add-mask::sha256",
+            "::stop-commands::x",
+            "GET /\r::warning title=pwned::injected",
+            "##[set-output name=status]succeeded",
+            ":\u{200B}:add-mask::zero-width",
+            "{\"a\": \"##[error]x\"}",
+        ];
+        let lines: Vec<String> = attacks.iter().map(|a| format!("  {}", clean(a))).collect();
+        let mut all = untrusted_lines("pod api-1 logs", &lines, true);
+        all.push(format!(
+            "::error title={}::{}",
+            escape_property("kubeship: rollout failed"),
+            escape_data("it failed")
+        ));
+        let reports =
+            runner::step(b"", all.iter().map(|l| format!("{l}\n")).collect::<String>().as_bytes());
+        let ours = reports.last().expect("lines");
+        assert!(ours.always_acted(), "{:?}", ours.outcomes);
+        let others: Vec<&runner::Command> =
+            reports[..reports.len() - 1].iter().flat_map(|r| r.commands()).collect();
+        assert!(
+            others.iter().all(|c| c.name == "stop-commands" || c.name.starts_with("kubeship-")),
+            "{others:?}"
+        );
+    }
 
     /// The runner's `ActionCommand.Unescape` for data and properties.
     fn unescape(text: &str) -> String {
@@ -253,8 +337,15 @@ mod tests {
     /// The runner's two command forms are recognised, with leading whitespace.
     #[test]
     fn command_like_lines() {
-        for line in ["::warning::x", "   ::add-mask::y", "text ##[set-output name=a]b"] {
-            assert!(could_be_command(line), "{line}");
+        for line in [
+            "::warning::x",
+            "   ::add-mask::y",
+            "text ##[set-output name=a]b",
+            ":\u{200B}:add-mask::z",
+            "\u{FEFF}::error::x",
+            "#\u{AD}#[error]x",
+        ] {
+            assert!(could_be_command(line), "{line:?}");
         }
         for line in ["deployment/api: 1/3 updated", "a:: b", "# heading"] {
             assert!(!could_be_command(line), "{line}");

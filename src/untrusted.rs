@@ -12,9 +12,17 @@ pub const LINE_CAP: usize = 500;
 const REPLACEMENT: char = '\u{FFFD}';
 
 /// Characters that are printable but still change what a reader or a parser sees: the line
-/// and paragraph separators, and the bidirectional overrides of "Trojan Source".
+/// and paragraph separators, the bidirectional overrides of "Trojan Source", and the invisible
+/// format characters (soft hyphen, zero-width spaces and joiners, word joiners, the byte order
+/// mark, variation selectors, tags). The GitHub runner's culture-sensitive search for `::`
+/// skips the invisible ones, so `:\u{200B}:add-mask::` is a command to it.
 fn deceptive(c: char) -> bool {
-    matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{0600}'..='\u{0605}' | '\u{06DD}' | '\u{070F}'
+        | '\u{115F}'..='\u{1160}' | '\u{17B4}'..='\u{17B5}' | '\u{180B}'..='\u{180F}'
+        | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}'
+        | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}'
+        | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
 /// One line, safe to print: line breaks become spaces, every other control character (and the
@@ -80,6 +88,7 @@ mod tests {
         assert_eq!(line("GET /\r::warning::x"), "GET /\u{FFFD}::warning::x");
         assert_eq!(line("\u{1b}[31mred\u{7}"), "\u{FFFD}[31mred\u{FFFD}");
         assert_eq!(line("x\u{85}y\u{2028}z\u{202E}"), "x\u{FFFD}y\u{FFFD}z\u{FFFD}");
+        assert_eq!(line(":\u{200B}:add-mask::x\u{FEFF}"), ":\u{FFFD}:add-mask::x\u{FFFD}");
         assert_eq!(line("tab\there\n"), "tab here");
     }
 

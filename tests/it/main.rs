@@ -27,6 +27,9 @@ mod image;
 // Secrets stay secret; credentials only for their registry; TLS checked by default.
 mod security;
 
+// Text from the cluster cannot command the GitHub runner or render live in the summary.
+mod injection;
+
 // Servers that never answer, or stop answering: every stage ends on time, outputs written.
 mod bounded;
 
