@@ -263,7 +263,14 @@ async fn run_helper(
             .await
             .map_err(|e| failed(format!("{program} did not read its input: {e}")))?;
     }
-    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+    // At most 64 KiB of each stream is kept; the rest is read and dropped, and a helper that
+    // never stops is ended by the timeout (kill_on_drop).
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let run = async {
+        let (stdout, stderr) = tokio::join!(read_some(stdout), read_some(stderr));
+        child.wait().await.map(|status| std::process::Output { status, stdout, stderr })
+    };
+    let output = tokio::time::timeout(Duration::from_secs(30), run)
         .await
         .map_err(|_| failed(format!("{program} did not answer within 30s")))?
         .map_err(|e| failed(format!("{program} failed: {e}")))?;
@@ -294,6 +301,17 @@ async fn run_helper(
         Secret::Basic { username: answer.username, password: answer.secret }
     };
     Ok(Credentials { secret, source })
+}
+
+/// The first 64 KiB of a child's output stream; the rest is drained so the child can finish.
+async fn read_some(stream: Option<impl tokio::io::AsyncRead + Unpin>) -> Vec<u8> {
+    use tokio::io::AsyncReadExt as _;
+    let mut bytes = Vec::new();
+    if let Some(mut stream) = stream {
+        let _ = (&mut stream).take(64 << 10).read_to_end(&mut bytes).await;
+        let _ = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await;
+    }
+    bytes
 }
 
 #[cfg(test)]
@@ -380,6 +398,20 @@ mod tests {
             .expect("write");
         let error = from_docker_config(dir.path(), "r").await.expect_err("wrong type").to_string();
         assert!(!error.contains("s3cret"), "{error}");
+    }
+
+    /// A helper that floods its output is read only in part, and quoted short.
+    #[tokio::test]
+    async fn a_flooding_helper_is_quoted_short() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let helper = dir.path().join("docker-credential-flood");
+        std::fs::write(&helper, "#!/bin/sh\nhead -c 4000000 /dev/zero | tr '\\0' x\nexit 1\n")
+            .expect("write");
+        std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        let error = run_helper(&helper, "docker-credential-flood", "r").await.expect_err("fails");
+        let text = error.to_string();
+        assert!(text.contains("get failed") && text.len() < 500, "{} bytes", text.len());
     }
 
     /// Helpers get their own variables and the system's, never kubeship's inputs or tokens.
