@@ -12,6 +12,7 @@ mod auth;
 mod backoff;
 pub mod credentials;
 mod error;
+mod helper;
 mod manifest;
 pub mod reference;
 mod text;
