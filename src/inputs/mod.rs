@@ -8,6 +8,8 @@ pub mod raw;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use secrecy::{ExposeSecret as _, SecretString};
+
 pub use parse::{Kind, Target};
 pub use raw::{INPUTS, InputSpec};
 
@@ -37,11 +39,11 @@ fn variables_of(input: &str) -> String {
     INPUTS.iter().find(|s| s.name == input).map(|s| s.variables().join(" or ")).unwrap_or_default()
 }
 
-/// The registry-facing inputs.
+/// The registry-facing inputs. The password is a [`SecretString`]: `Debug` redacts it.
 #[derive(Debug, Clone)]
 pub struct RegistryInputs {
     /// `registry-username` and `registry-password`, both or neither.
-    pub credentials: Option<(String, String)>,
+    pub credentials: Option<(String, SecretString)>,
     /// `registry-ca`, DER certificates.
     pub extra_ca: Vec<Vec<u8>>,
     pub insecure: bool,
@@ -150,6 +152,14 @@ impl Inputs {
                     .map_err(|e| invalid("digest", &d, e.reason))
             })
             .transpose()?;
+        if let (Some(named), Some(given)) = (image.digest(), &digest)
+            && named != given
+        {
+            return Err(Error::Combination(format!(
+                "image names digest {named} and digest is {given}: they must agree; give the \
+                 digest in one of the two, or make them the same"
+            )));
+        }
 
         let deployment = required("deployment", raw.deployment)?;
         let mut targets = Vec::new();
@@ -176,7 +186,7 @@ impl Inputs {
         let context = text("context", raw.context)?;
 
         let username = text("registry-username", raw.registry_username)?;
-        let password = raw.registry_password.filter(|p| !p.is_empty());
+        let password = raw.registry_password.filter(|p| !p.expose_secret().is_empty());
         let credentials = match (username, password) {
             (Some(u), Some(p)) => Some((u, p)),
             (None, None) => None,
@@ -374,7 +384,44 @@ mod tests {
         assert!(inputs(&vars).unwrap_err().to_string().contains("registry-password is not"));
         vars.push(("INPUT_REGISTRY-PASSWORD", "pw"));
         let i = inputs(&vars).expect("valid");
-        assert_eq!(i.registry.credentials, Some(("bob".into(), "pw".into())));
+        let (user, password) = i.registry.credentials.expect("credentials");
+        assert_eq!((user.as_str(), password.expose_secret()), ("bob", "pw"));
+    }
+
+    /// No Debug of the inputs shows the registry password.
+    #[test]
+    fn debug_hides_the_registry_password() {
+        let mut vars = MINIMAL.to_vec();
+        vars.push(("INPUT_REGISTRY-USERNAME", "bob"));
+        vars.push(("INPUT_REGISTRY-PASSWORD", "hunter2-s3cret"));
+        let i = inputs(&vars).expect("valid");
+        for shown in [format!("{i:?}"), format!("{i:#?}"), format!("{:?}", i.registry)] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("bob"), "the rest is still shown: {shown}");
+        }
+        let (raw, _) = raw::read(vars.iter().copied()).expect("reads");
+        assert!(!format!("{raw:?}").contains("hunter2"));
+    }
+
+    /// An image pinned by digest and a different digest input are an input conflict (exit 2),
+    /// found before any request; the same digest twice is fine.
+    #[test]
+    fn image_digest_and_digest_input_must_agree() {
+        let a = format!("sha256:{}", "a".repeat(64));
+        let b = format!("sha256:{}", "b".repeat(64));
+        let image = format!("ghcr.io/acme/api@{a}");
+        let vars = |digest: &str| {
+            vec![
+                ("INPUT_IMAGE", image.clone()),
+                ("INPUT_DEPLOYMENT", "api".into()),
+                ("INPUT_DIGEST", digest.to_owned()),
+            ]
+        };
+        let error = Inputs::from_vars(vars(&b)).expect_err("conflict");
+        assert!(matches!(error, Error::Combination(_)), "{error:?}");
+        let text = error.to_string();
+        assert!(text.contains(&a) && text.contains(&b), "{text}");
+        assert!(Inputs::from_vars(vars(&a)).is_ok());
     }
 
     /// The docker config directory: DOCKER_CONFIG, else ~/.docker.

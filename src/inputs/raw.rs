@@ -133,7 +133,7 @@ pub struct RawInputs {
     pub kubeconfig: Option<String>,
     pub context: Option<String>,
     pub registry_username: Option<String>,
-    pub registry_password: Option<String>,
+    pub registry_password: Option<secrecy::SecretString>,
     pub registry_ca: Option<String>,
     pub insecure_registry: Option<String>,
     pub tag_timeout: Option<String>,

@@ -1,24 +1,24 @@
 //! Which credentials go to the registry, and from where: the inputs, else the docker config
-//! (`credHelpers`, `credsStore`, `auths`, in the Docker CLI's order), else none. The secrets
-//! never leave this module's types except as request headers (see `auth.rs`).
+//! (`credHelpers`, `credsStore`, `auths`, in the Docker CLI's order), else none. Secrets are
+//! held as [`SecretString`] (its `Debug` prints `[REDACTED]`) and leave this module's types
+//! only as request headers and token requests (see `auth.rs`). A `docker-credential-<name>`
+//! helper is run by `helper.rs`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
 
 use base64::Engine as _;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
-use tokio::io::AsyncWriteExt as _;
 
 use super::error::{CredentialSource, Error};
 
 /// What is sent: nothing, a user and password, or an OAuth2 refresh ("identity") token.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum Secret {
     Anonymous,
-    Basic { username: String, password: String },
-    IdentityToken(String),
+    Basic { username: String, password: SecretString },
+    IdentityToken(SecretString),
 }
 
 impl fmt::Debug for Secret {
@@ -32,7 +32,7 @@ impl fmt::Debug for Secret {
 }
 
 /// A secret and where it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Credentials {
     pub secret: Secret,
     pub source: CredentialSource,
@@ -45,9 +45,9 @@ impl Credentials {
     }
 
     /// The `registry-username`/`registry-password` inputs.
-    pub fn from_inputs(username: &str, password: &str) -> Self {
+    pub fn from_inputs(username: &str, password: &SecretString) -> Self {
         Self {
-            secret: Secret::Basic { username: username.to_owned(), password: password.to_owned() },
+            secret: Secret::Basic { username: username.to_owned(), password: password.clone() },
             source: CredentialSource::Inputs { username: username.to_owned() },
         }
     }
@@ -56,14 +56,14 @@ impl Credentials {
     pub fn secret_value(&self) -> Option<&str> {
         match &self.secret {
             Secret::Anonymous => None,
-            Secret::Basic { password, .. } => Some(password),
-            Secret::IdentityToken(token) => Some(token),
+            Secret::Basic { password, .. } => Some(password.expose_secret()),
+            Secret::IdentityToken(token) => Some(token.expose_secret()),
         }
     }
 }
 
 /// The subset of a docker `config.json` that holds credentials.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct DockerConfig {
     #[serde(default)]
@@ -73,12 +73,12 @@ struct DockerConfig {
     cred_helpers: std::collections::BTreeMap<String, String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 struct AuthEntry {
-    auth: Option<String>,
+    auth: Option<SecretString>,
     username: Option<String>,
-    password: Option<String>,
-    identitytoken: Option<String>,
+    password: Option<SecretString>,
+    identitytoken: Option<SecretString>,
 }
 
 /// Finds the credentials for `registry` (as references name it: `docker.io`, `ghcr.io`,
@@ -95,7 +95,10 @@ pub async fn from_docker_config(dir: &Path, registry: &str) -> Result<Credential
         Err(e) => return Err(config_error(&path, e.to_string())),
     };
     let config: DockerConfig = serde_json::from_str(&text)
-        .map_err(|e| config_error(&path, format!("invalid JSON: {e}")))?;
+        // Line and column only: serde_json's message can quote a value, and values are secrets.
+        .map_err(|e| {
+            config_error(&path, format!("invalid JSON at line {}, column {}", e.line(), e.column()))
+        })?;
 
     let from_file = match config.auths.iter().find(|(key, _)| same_registry(key, registry)) {
         Some((key, entry)) => entry_secret(entry)
@@ -121,7 +124,9 @@ pub async fn from_docker_config(dir: &Path, registry: &str) -> Result<Credential
     };
     let program = format!("docker-credential-{helper}");
     match find_on_path(&program) {
-        Some(executable) => run_helper(&executable, &program, registry).await,
+        Some(executable) => {
+            super::helper::run(&executable, &program, registry, server_url(registry)).await
+        }
         // A config copied from a desktop often names a store that is not in the CI image;
         // the file's own entry still works then.
         None => from_file.ok_or_else(|| Error::Credentials {
@@ -150,92 +155,42 @@ fn same_registry(key: &str, registry: &str) -> bool {
 
 /// An `auths` entry's secret, `None` for an empty entry (what `credsStore` leaves behind).
 fn entry_secret(entry: &AuthEntry) -> Result<Option<Secret>, String> {
-    if let Some(token) = entry.identitytoken.as_deref().filter(|t| !t.is_empty()) {
-        return Ok(Some(Secret::IdentityToken(token.to_owned())));
+    let present = |s: &Option<SecretString>| s.clone().filter(|s| !s.expose_secret().is_empty());
+    if let Some(token) = present(&entry.identitytoken) {
+        return Ok(Some(Secret::IdentityToken(token)));
     }
     if let (Some(username), Some(password)) = (&entry.username, &entry.password)
         && !username.is_empty()
     {
         return Ok(Some(Secret::Basic { username: username.clone(), password: password.clone() }));
     }
-    let Some(auth) = entry.auth.as_deref().filter(|a| !a.is_empty()) else {
+    let Some(auth) = present(&entry.auth) else {
         return Ok(None);
     };
     // docker/cli decodeAuth: standard base64 of "user:password", split at the first ':'.
     let decoded = base64::engine::general_purpose::STANDARD
-        .decode(auth.trim())
+        .decode(auth.expose_secret().trim())
         .map_err(|_| "\"auth\" is not base64 of user:password".to_owned())?;
-    let decoded = String::from_utf8(decoded).map_err(|_| "\"auth\" is not UTF-8".to_owned())?;
-    match decoded.split_once(':') {
+    let decoded = SecretString::from(
+        String::from_utf8(decoded).map_err(|_| "\"auth\" is not UTF-8".to_owned())?,
+    );
+    match decoded.expose_secret().split_once(':') {
         Some((user, password)) if !user.is_empty() => Ok(Some(Secret::Basic {
             username: user.to_owned(),
-            password: password.trim_end_matches('\0').to_owned(),
+            password: password.trim_end_matches('\0').into(),
         })),
         _ => Err("\"auth\" does not hold user:password".to_owned()),
     }
 }
 
+/// What the Docker CLI hands a helper for `registry`: Docker Hub by its legacy index URL.
+fn server_url(registry: &str) -> &str {
+    if same_registry("docker.io", registry) { "https://index.docker.io/v1/" } else { registry }
+}
+
 fn find_on_path(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct HelperAnswer {
-    username: String,
-    secret: String,
-}
-
-/// Runs `docker-credential-<name> get` with the server URL on stdin, as the Docker CLI does.
-async fn run_helper(
-    executable: &Path,
-    program: &str,
-    registry: &str,
-) -> Result<Credentials, Error> {
-    let failed = |detail: String| Error::Credentials { registry: registry.to_owned(), detail };
-    let server =
-        if same_registry("docker.io", registry) { "https://index.docker.io/v1/" } else { registry };
-    let mut child = tokio::process::Command::new(executable)
-        .arg("get")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| failed(format!("{program} could not be started: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(server.as_bytes())
-            .await
-            .map_err(|e| failed(format!("{program} did not read its input: {e}")))?;
-    }
-    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-        .await
-        .map_err(|_| failed(format!("{program} did not answer within 30s")))?
-        .map_err(|e| failed(format!("{program} failed: {e}")))?;
-    if !output.status.success() {
-        let said = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-        // docker-credential-helpers' ErrCredentialsNotFound: no entry means anonymous.
-        if said.contains("credentials not found") {
-            return Ok(Credentials::anonymous());
-        }
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let reason = if said.is_empty() { stderr.trim() } else { said.as_str() };
-        let reason: String = reason.chars().take(300).collect();
-        return Err(failed(format!("{program} get failed ({}): {reason}", output.status)));
-    }
-    let answer: HelperAnswer = serde_json::from_slice(&output.stdout).map_err(|e| {
-        failed(format!("{program} printed something that is not its JSON answer: {e}"))
-    })?;
-    let source = CredentialSource::Helper { program: program.to_owned() };
-    // docker/cli: the user name "<token>" marks an identity token.
-    let secret = if answer.username == "<token>" {
-        Secret::IdentityToken(answer.secret)
-    } else {
-        Secret::Basic { username: answer.username, password: answer.secret }
-    };
-    Ok(Credentials { secret, source })
 }
 
 #[cfg(test)]
@@ -246,24 +201,34 @@ mod tests {
         serde_json::from_str(json).expect("entry JSON")
     }
 
+    /// The secret in plain words, for comparisons.
+    fn exposed(secret: Option<Secret>) -> String {
+        match secret {
+            None => "none".into(),
+            Some(Secret::Anonymous) => "anonymous".into(),
+            Some(Secret::Basic { username, password }) => {
+                format!("basic {username}:{}", password.expose_secret())
+            }
+            Some(Secret::IdentityToken(t)) => format!("token {}", t.expose_secret()),
+        }
+    }
+
     /// `auth` splits at the first colon and drops trailing NULs, like docker/cli.
     #[test]
     fn auth_field_decoding() {
         let b64 = base64::engine::general_purpose::STANDARD.encode("bob:pa:ss\0");
         let secret = entry_secret(&entry(&format!(r#"{{"auth":"{b64}"}}"#))).expect("decodes");
-        assert_eq!(
-            secret,
-            Some(Secret::Basic { username: "bob".into(), password: "pa:ss".into() })
-        );
+        assert_eq!(exposed(secret), "basic bob:pa:ss");
     }
 
-    /// Malformed `auth` values are errors, not silent anonymity.
+    /// Malformed `auth` values are errors, not silent anonymity, and never quote the value.
     #[test]
     fn malformed_auth_fields() {
         let no_colon = base64::engine::general_purpose::STANDARD.encode("bob");
         let no_user = base64::engine::general_purpose::STANDARD.encode(":pw");
         for bad in ["%%%", no_colon.as_str(), no_user.as_str()] {
-            assert!(entry_secret(&entry(&format!(r#"{{"auth":"{bad}"}}"#))).is_err(), "{bad}");
+            let error = entry_secret(&entry(&format!(r#"{{"auth":"{bad}"}}"#))).expect_err(bad);
+            assert!(!error.contains(bad), "{error}");
         }
     }
 
@@ -271,10 +236,11 @@ mod tests {
     #[test]
     fn entry_kinds() {
         let e = entry(r#"{"username":"u","password":"p","identitytoken":"t"}"#);
-        assert_eq!(entry_secret(&e).expect("ok"), Some(Secret::IdentityToken("t".into())));
+        assert_eq!(exposed(entry_secret(&e).expect("ok")), "token t");
         let e = entry(r#"{"username":"u","password":"p"}"#);
-        assert!(matches!(entry_secret(&e), Ok(Some(Secret::Basic { .. }))));
-        assert_eq!(entry_secret(&entry("{}")).expect("ok"), None);
+        assert_eq!(exposed(entry_secret(&e).expect("ok")), "basic u:p");
+        assert_eq!(exposed(entry_secret(&entry("{}")).expect("ok")), "none");
+        assert_eq!(exposed(entry_secret(&entry(r#"{"auth":""}"#)).expect("ok")), "none");
     }
 
     /// Docker Hub keys in any of their spellings; other keys by host and port.
@@ -288,11 +254,28 @@ mod tests {
         assert!(!same_registry("ghcr.io", "docker.io"));
     }
 
-    /// Debug output never shows a secret.
+    /// Debug output never shows a secret, nor does the credentials' Debug.
     #[test]
     fn debug_is_redacted() {
         let s = Secret::Basic { username: "bob".into(), password: "hunter2".into() };
         assert!(!format!("{s:?}").contains("hunter2"));
         assert!(!format!("{:?}", Secret::IdentityToken("tok3n".into())).contains("tok3n"));
+        let c = Credentials::from_inputs("bob", &"hunter2".into());
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert_eq!(c.secret_value(), Some("hunter2"));
+    }
+
+    /// A docker config whose JSON breaks is reported by position, never by its text.
+    #[tokio::test]
+    async fn broken_docker_config_quotes_no_value() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = r#"{"auths":{"r":{"auth":"c2VjcmV0LXZhbHVl"}}, "credsStore": "s3cret-value"]"#;
+        std::fs::write(dir.path().join("config.json"), text).expect("write");
+        let error = from_docker_config(dir.path(), "r").await.expect_err("broken").to_string();
+        assert!(error.contains("line 1, column") && !error.contains("s3cret"), "{error}");
+        std::fs::write(dir.path().join("config.json"), r#"{"auths":"s3cret-value"}"#)
+            .expect("write");
+        let error = from_docker_config(dir.path(), "r").await.expect_err("wrong type").to_string();
+        assert!(!error.contains("s3cret"), "{error}");
     }
 }

@@ -85,6 +85,37 @@ pub enum Error {
     #[error("TLS with {registry} failed ({detail}): {hint}")]
     Tls { registry: String, detail: String, hint: &'static str },
 
+    /// HTTPS was asked for and the registry answered in plain HTTP.
+    #[error(
+        "{registry} speaks plain HTTP, not HTTPS: set insecure-registry: true if that is \
+         intended (credentials and images then cross the network unprotected)"
+    )]
+    PlainHttp { registry: String },
+
+    /// `insecure-registry` asked for plain HTTP and the registry speaks HTTPS.
+    #[error(
+        "{registry} speaks HTTPS, but insecure-registry: true asks for plain HTTP: drop \
+         insecure-registry (and give registry-ca if its certificate is signed by a private CA)"
+    )]
+    SpeaksHttps { registry: String },
+
+    /// `GET /v2/` showed that the host is something other than a registry.
+    #[error(
+        "{registry} does not serve the registry API at /v2/ (GET /v2/ answered {answer}): check \
+         the registry host in the image; a web site, a proxy or a login page answers like this"
+    )]
+    NotARegistry { registry: String, answer: String },
+
+    /// The registry named a token service that credentials may not be sent to.
+    #[error(
+        "{registry} sends clients to the token service {realm}, which is plain HTTP{}; kubeship \
+         sends {source_} only over HTTPS, or in plain HTTP to the registry's own host and port \
+         under insecure-registry: serve the token service over HTTPS (or on the registry's own \
+         address), or check that the image names the right registry",
+        if *same_host { "" } else { " on another host or port" }
+    )]
+    InsecureRealm { registry: String, realm: String, same_host: bool, source_: CredentialSource },
+
     /// The registry answered with a digest other than the expected one.
     #[error(
         "the registry resolved {image} to {actual}, but {expected} was expected: \

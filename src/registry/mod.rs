@@ -3,14 +3,20 @@
 //! [`resolve`] authenticates, sends one manifest HEAD and returns the digest the tag points to
 //! (the index digest for a multi-platform image). A missing tag is asked for again with backoff
 //! until `tag-timeout` (registries can lag behind a push); 429 waits out `Retry-After`; 5xx and
-//! connection errors are retried within the same deadline; 401 and 403 are final.
+//! connection errors are retried within the same deadline; 401 and 403 are final, and so are
+//! a host that is not a registry and a registry spoken to in the wrong protocol. Every request
+//! and every body read is bounded in time and size (`transport`), and text from the registry
+//! is cleaned before a message quotes it (`text`).
 
 mod auth;
 mod backoff;
 pub mod credentials;
 mod error;
+mod helper;
 mod manifest;
 pub mod reference;
+mod text;
+mod transport;
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -96,61 +102,33 @@ struct Registry {
     credentials: Credentials,
     /// `scheme://host[:port]`.
     base: String,
-    http: reqwest::Client,
+    clients: transport::Clients,
     options: Options,
+    /// When `tag-timeout` runs out.
+    deadline: Instant,
+    last_timeout: transport::LastTimeout,
 }
-
-const USER_AGENT: &str = concat!("kubeship/", env!("CARGO_PKG_VERSION"));
 
 impl Registry {
     fn new(image: &ImageRef, credentials: Credentials, options: &Options) -> Result<Self, Error> {
-        crate::tls::install_crypto_provider();
         let scheme = if options.insecure { "http" } else { "https" };
-        let tls = crate::tls::client_config(&options.extra_ca).map_err(|e| setup(image, e))?;
-        let http = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .tls_backend_preconfigured(tls)
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| setup(image, e.to_string()))?;
+        let clients = transport::clients(&options.extra_ca).map_err(|e| setup(image, e))?;
         Ok(Self {
             image: image.clone(),
             credentials,
             base: format!("{scheme}://{}", image.api_host()),
-            http,
+            clients,
             options: options.clone(),
+            deadline: Instant::now() + options.tag_timeout,
+            last_timeout: transport::LastTimeout::default(),
         })
-    }
-
-    /// oci-client, for the GET fallback only: built on demand, since most registries send
-    /// the digest header and building it parses every root certificate again.
-    fn oci_client(&self) -> Result<oci_client::Client, Error> {
-        use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
-        let protocol = if self.options.insecure {
-            ClientProtocol::HttpsExcept(vec![self.image.api_host().to_owned()])
-        } else {
-            ClientProtocol::Https
-        };
-        let roots = crate::tls::public_roots()
-            .map(<[u8]>::to_vec)
-            .chain(self.options.extra_ca.iter().cloned())
-            .map(|data| Certificate { encoding: CertificateEncoding::Der, data })
-            .collect();
-        let config = ClientConfig {
-            protocol,
-            tls_certs_only: roots,
-            connect_timeout: Some(Duration::from_secs(10)),
-            user_agent: USER_AGENT,
-            ..Default::default()
-        };
-        oci_client::Client::try_from(config).map_err(|e| setup(&self.image, e.to_string()))
     }
 
     /// Authenticate, then HEAD until found or the deadline passes. Returns the answer and the
     /// number of manifest attempts.
     async fn resolve(&self, timeout: Duration) -> Result<(manifest::Found, u32), Error> {
         let started = Instant::now();
-        let deadline = started + timeout;
+        let deadline = self.deadline;
         let mut auth: Option<Authorization> = None;
         // A token that has been accepted and is then refused has expired (a long wait for the
         // tag can outlive it): fetch a new one. A new token refused at once is final.
@@ -162,10 +140,9 @@ impl Registry {
         let mut last_warning: Option<String> = None;
         loop {
             rounds += 1;
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            // The last attempt still gets a moment, so a tag-timeout shorter than one round
-            // trip does not fail without having asked.
-            let budget = remaining.max(Duration::from_secs(2));
+            // Each request has its own timeout; this bounds the round (a version check, a
+            // token and a HEAD) by the time left.
+            let budget = deadline.saturating_duration_since(Instant::now()).max(transport::FLOOR);
             let attempt = async {
                 let current = match &auth {
                     Some(current) => current.clone(),
@@ -306,7 +283,8 @@ impl Registry {
         }
     }
 
-    /// 429 and 5xx: worth another attempt, after `Retry-After` when the server gave one.
+    /// 429 and 5xx: worth another attempt, after `Retry-After` when the server gave one. The
+    /// body is not read: the status says enough, and a body can be endless.
     fn retryable(&self, response: &reqwest::Response) -> Option<Failure> {
         let status = response.status();
         if status != StatusCode::TOO_MANY_REQUESTS && !status.is_server_error() {
@@ -317,35 +295,8 @@ impl Registry {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| backoff::retry_after(v, SystemTime::now()));
-        Some(Failure::Retry { reason: format!("{status} from {}", response.url().path()), after })
-    }
-
-    /// Connection-level failures: certificate problems are final, the rest are retried.
-    fn transport_failure(&self, error: reqwest::Error) -> Failure {
-        if let Some(detail) = tls_failure(&error) {
-            let hint = if !self.options.extra_ca.is_empty() {
-                "the registry's certificate does not chain to registry-ca or the public roots, or \
-                 names another host: give the CA that signed it"
-            } else {
-                "the registry's certificate is not signed by a public CA: give its CA as \
-                 registry-ca (PEM content or a path)"
-            };
-            return Failure::Fatal(Error::Tls {
-                registry: self.image.registry().to_owned(),
-                detail,
-                hint,
-            });
-        }
-        let reason = crate::error::render_chain(&error);
-        // A name that does not resolve is a typo far more often than a DNS outage, and no
-        // amount of waiting fixes a typo.
-        if reason.contains("dns error") {
-            return Failure::Fatal(Error::UnknownHost {
-                registry: self.image.registry().to_owned(),
-                detail: reason,
-            });
-        }
-        Failure::Retry { reason, after: None }
+        let path = text::clean(response.url().path(), text::QUOTED);
+        Some(Failure::Retry { reason: format!("{status} from {path}"), after })
     }
 }
 
@@ -355,21 +306,4 @@ fn setup(image: &ImageRef, detail: String) -> Error {
         what: format!("no usable HTTP client: {detail}"),
         hint: "check registry-ca; otherwise this is a kubeship bug, please report it",
     }
-}
-
-/// The rustls error behind a reqwest error, if the handshake failed.
-fn tls_failure(error: &reqwest::Error) -> Option<String> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(current) = source {
-        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
-            return Some(tls.to_string());
-        }
-        // io::Error::source() skips the error it wraps (and hyper nests io::Errors), so step
-        // into the wrapped error explicitly.
-        source = match current.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
-            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
-            None => current.source(),
-        };
-    }
-    None
 }

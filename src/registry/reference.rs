@@ -159,22 +159,6 @@ impl ImageRef {
     pub fn pinned(&self, digest: &str) -> String {
         format!("{}/{}@{}", self.registry(), self.repository(), digest)
     }
-
-    /// The same reference for oci-client, its registry host rewritten to [`Self::api_host`]
-    /// (oci-client would send Docker Hub requests to `index.docker.io`).
-    pub(crate) fn for_client(&self) -> oci_client::Reference {
-        let (registry, repository) = (self.registry.clone(), self.repository.clone());
-        let mut reference = match &self.digest {
-            Some(digest) => {
-                oci_client::Reference::with_digest(registry, repository, digest.clone())
-            }
-            None => oci_client::Reference::with_tag(registry, repository, self.tag().to_owned()),
-        };
-        if self.registry() == DOCKER_HUB {
-            reference.set_mirror_registry(DOCKER_HUB_API_HOST.to_owned());
-        }
-        reference
-    }
 }
 
 /// regexp.go `domainAndPort`: DNS-ish components joined by dots, or a bracketed IPv6
@@ -243,9 +227,15 @@ fn valid_tag(tag: &str) -> bool {
 }
 
 impl fmt::Display for ImageRef {
-    /// The normalized whole reference: `docker.io/library/nginx:latest`.
+    /// The normalized reference as the user wrote it: `docker.io/library/nginx:latest` for
+    /// `nginx` (the tag that is resolved), `ghcr.io/a/b@sha256:…` without a tag that was never
+    /// given, `ghcr.io/a/b:v1@sha256:…` with one.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}:{}", self.registry(), self.repository(), self.tag())?;
+        write!(f, "{}/{}", self.registry(), self.repository())?;
+        match (&self.tag, self.digest()) {
+            (None, Some(_)) => {}
+            _ => write!(f, ":{}", self.tag())?,
+        }
         if let Some(digest) = self.digest() {
             write!(f, "@{digest}")?;
         }
@@ -371,6 +361,22 @@ mod tests {
         let r = ImageRef::parse("nginx:1.27").expect("parses");
         assert_eq!(r.pinned("sha256:x"), "docker.io/library/nginx@sha256:x");
         assert_eq!(r.to_string(), "docker.io/library/nginx:1.27");
+    }
+
+    /// References are shown as written: no `:latest` added to one pinned by digest alone.
+    #[test]
+    fn display_shows_what_was_written() {
+        let d = format!("sha256:{HEX}");
+        let cases = [
+            (format!("ghcr.io/acme/api@{d}"), format!("ghcr.io/acme/api@{d}")),
+            (format!("ghcr.io/acme/api:v2@{d}"), format!("ghcr.io/acme/api:v2@{d}")),
+            (format!("nginx@{d}"), format!("docker.io/library/nginx@{d}")),
+            ("nginx".to_owned(), "docker.io/library/nginx:latest".to_owned()),
+            ("localhost:5000/app:v1".to_owned(), "localhost:5000/app:v1".to_owned()),
+        ];
+        for (input, shown) in cases {
+            assert_eq!(ImageRef::parse(&input).expect("parses").to_string(), shown, "{input}");
+        }
     }
 
     /// Malformed references, Docker's among them: each message quotes the value and says why.

@@ -1,7 +1,8 @@
 //! A token service for distribution's token auth (`docs/spec/auth/token.md`): anonymous
 //! tokens, tokens after Basic credentials, the OAuth2 refresh-token `POST` behind identity
 //! tokens, and switches for the failures tests need. Tokens are RS256 JWTs with an `x5c`
-//! header, as distribution 2.8 verifies them.
+//! header, as distribution 2.8 verifies them. Plain HTTP on its own port, or HTTPS with a
+//! test CA ([`TokenServer::start_tls`]), which is where clients may send credentials.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,9 @@ pub struct TokenRequest {
     pub user: Option<String>,
     /// The status answered.
     pub status: u16,
+    /// Everything the client sent that could carry a secret: the URL, the `Authorization`
+    /// header and the body.
+    pub received: String,
 }
 
 #[derive(Default)]
@@ -39,6 +43,7 @@ struct State {
 /// The service, on `127.0.0.1`, stopped on drop.
 pub struct TokenServer {
     server: Arc<tiny_http::Server>,
+    front: Option<crate::proxy::TlsFront>,
     state: Arc<Mutex<State>>,
     thread: Option<JoinHandle<()>>,
     signing: SigningKey,
@@ -75,6 +80,7 @@ impl TokenServer {
         let state = Arc::new(Mutex::new(State { anonymous_pull: true, ..State::default() }));
         let mut this = Self {
             server: server.clone(),
+            front: None,
             state: state.clone(),
             thread: None,
             signing,
@@ -90,9 +96,25 @@ impl TokenServer {
         Ok(this)
     }
 
-    /// `http://127.0.0.1:<port>/token`.
+    /// The same service behind TLS with `certs` (a certificate for `127.0.0.1`): its realm
+    /// is `https://`, and clients must trust `certs.ca_pem`.
+    pub fn start_tls(
+        signing: SigningKey,
+        certs: &crate::certs::ServerCerts,
+    ) -> anyhow::Result<Self> {
+        let mut this = Self::start(signing)?;
+        let plain =
+            this.server.server_addr().to_ip().ok_or_else(|| anyhow::anyhow!("no IP address"))?;
+        this.front = Some(crate::proxy::TlsFront::start(plain, certs)?);
+        Ok(this)
+    }
+
+    /// `http://127.0.0.1:<port>/token`, or `https://` for [`Self::start_tls`].
     pub fn realm(&self) -> String {
-        format!("http://{}/token", self.server.server_addr())
+        match &self.front {
+            Some(front) => format!("https://{}/token", front.address),
+            None => format!("http://{}/token", self.server.server_addr()),
+        }
     }
 
     /// A user that may authenticate with Basic credentials.
@@ -193,16 +215,18 @@ fn handle(mut request: tiny_http::Request, state: &Mutex<State>, mint: &Minter) 
     let url = request.url().to_owned();
     let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
     let mut params = parse_form(query);
-    let basic = request
+    let authorization = request
         .headers()
         .iter()
         .find(|h| h.field.equiv("Authorization"))
-        .and_then(|h| h.value.as_str().strip_prefix("Basic ").map(str::to_owned));
+        .map(|h| h.value.as_str().to_owned());
+    let basic = authorization.as_deref().and_then(|a| a.strip_prefix("Basic ")).map(str::to_owned);
+    let mut body = String::new();
+    let _ = request.as_reader().read_to_string(&mut body);
     if method == "POST" {
-        let mut body = String::new();
-        let _ = request.as_reader().read_to_string(&mut body);
         params.extend(parse_form(&body));
     }
+    let received = format!("{url}\n{}\n{body}", authorization.unwrap_or_default());
     let scope = params.get("scope").cloned().unwrap_or_default();
     let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
 
@@ -257,7 +281,13 @@ fn handle(mut request: tiny_http::Request, state: &Mutex<State>, mint: &Minter) 
             }
         }
     };
-    state.requests.push(TokenRequest { method, scope, user: user.ok().flatten(), status });
+    state.requests.push(TokenRequest {
+        method,
+        scope,
+        user: user.ok().flatten(),
+        status,
+        received,
+    });
     drop(state);
     let header = tiny_http::Header::from_bytes("Content-Type", "application/json").ok();
     let mut response = tiny_http::Response::from_string(body).with_status_code(status);
