@@ -75,7 +75,7 @@ pub fn redact(text: &str) -> String {
 }
 
 /// A message made printable: redacted, then each of its lines freed of control characters.
-fn clean(message: &str) -> String {
+pub fn clean(message: &str) -> String {
     redact(message).split('\n').map(crate::untrusted::line).collect::<Vec<_>>().join("\n")
 }
 

@@ -22,7 +22,8 @@ pub struct Loaded {
 /// `KUBECONFIG` or the input names files that do not exist.
 pub fn load(access: &Access) -> Result<Option<Loaded>, Error> {
     if let Some(text) = &access.kubeconfig {
-        return from_input(text).map(Some);
+        use secrecy::ExposeSecret as _;
+        return from_input(text.expose_secret()).map(Some);
     }
     if !access.kubeconfig_paths.is_empty() {
         let existing: Vec<&PathBuf> =

@@ -57,8 +57,8 @@ impl Error {
 /// Where the kubeconfig comes from, as the inputs and environment say.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
-    /// The `kubeconfig` input.
-    pub kubeconfig: Option<String>,
+    /// The `kubeconfig` input: it holds credentials, so its `Debug` is redacted.
+    pub kubeconfig: Option<secrecy::SecretString>,
     /// The `context` input.
     pub context: Option<String>,
     /// The `namespace` input.

@@ -243,7 +243,7 @@ impl Inputs {
             targets,
             containers,
             cluster: crate::cluster::Access {
-                kubeconfig: raw.kubeconfig.filter(|k| !k.trim().is_empty()),
+                kubeconfig: raw.kubeconfig.filter(|k| !k.expose_secret().trim().is_empty()),
                 context,
                 namespace,
                 kubeconfig_paths,
@@ -388,19 +388,22 @@ mod tests {
         assert_eq!((user.as_str(), password.expose_secret()), ("bob", "pw"));
     }
 
-    /// No Debug of the inputs shows the registry password.
+    /// No Debug of the inputs shows the registry password or the kubeconfig.
     #[test]
-    fn debug_hides_the_registry_password() {
+    fn debug_hides_the_secrets() {
         let mut vars = MINIMAL.to_vec();
         vars.push(("INPUT_REGISTRY-USERNAME", "bob"));
         vars.push(("INPUT_REGISTRY-PASSWORD", "hunter2-s3cret"));
+        vars.push(("INPUT_KUBECONFIG", "apiVersion: v1\nusers:\n- user:\n    token: kube-t0ken\n"));
         let i = inputs(&vars).expect("valid");
         for shown in [format!("{i:?}"), format!("{i:#?}"), format!("{:?}", i.registry)] {
-            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(!shown.contains("hunter2") && !shown.contains("kube-t0ken"), "{shown}");
             assert!(shown.contains("bob"), "the rest is still shown: {shown}");
         }
+        assert!(!format!("{:?}", i.cluster).contains("kube-t0ken"));
         let (raw, _) = raw::read(vars.iter().copied()).expect("reads");
-        assert!(!format!("{raw:?}").contains("hunter2"));
+        let raw = format!("{raw:?}");
+        assert!(!raw.contains("hunter2") && !raw.contains("kube-t0ken"), "{raw}");
     }
 
     /// An image pinned by digest and a different digest input are an input conflict (exit 2),

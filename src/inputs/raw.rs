@@ -130,7 +130,7 @@ pub struct RawInputs {
     pub deployment: Option<String>,
     pub container: Option<String>,
     pub namespace: Option<String>,
-    pub kubeconfig: Option<String>,
+    pub kubeconfig: Option<secrecy::SecretString>,
     pub context: Option<String>,
     pub registry_username: Option<String>,
     pub registry_password: Option<secrecy::SecretString>,

@@ -1,35 +1,13 @@
 //! Text that a registry, a token service or a credential helper wrote, made fit to quote in a
-//! message: control characters replaced, length capped, error bodies shrunk to their gist.
-//! Everything quoted from outside passes through here, so the registry stage's own messages
-//! are clean whatever the central log sanitizer does later.
+//! message: through [`crate::untrusted`], length capped, error bodies shrunk to their gist.
 
 /// How much of a foreign string a message quotes.
 pub const QUOTED: usize = 200;
 
-/// `text` with every control character (C0, DEL, C1), bidirectional override and other
-/// invisible formatting character replaced by `?`, cut to `max` characters (`…` marks a cut).
+/// `text` on one line, every control and invisible formatting character replaced, cut to
+/// `max` characters (`…` marks a cut): the crate's one sanitizer for text from outside.
 pub fn clean(text: &str, max: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max * 4));
-    for (count, c) in text.chars().enumerate() {
-        if count == max {
-            out.push('…');
-            break;
-        }
-        out.push(if hidden(c) { '?' } else { c });
-    }
-    out
-}
-
-/// Characters that change how a line is read (or end it) without being seen.
-fn hidden(c: char) -> bool {
-    c.is_control()
-        || matches!(c,
-            '\u{200B}'..='\u{200F}' // zero-width, LRM/RLM
-            | '\u{2028}' | '\u{2029}' // line and paragraph separators
-            | '\u{202A}'..='\u{202E}' // bidirectional embeddings and overrides
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{2069}' // bidirectional isolates
-            | '\u{FEFF}')
+    crate::untrusted::short(text, max)
 }
 
 /// The gist of an error body, cleaned: the OCI envelope's first code and message, a token
@@ -68,8 +46,8 @@ mod tests {
     fn control_and_format_characters_are_replaced() {
         let hostile = "ok\r::warning::x\n##[set-output]\u{1b}[31m\u{202E}evil\u{7f}\u{85}";
         let cleaned = clean(hostile, 100);
-        assert!(!cleaned.chars().any(hidden), "{cleaned:?}");
-        assert!(cleaned.starts_with("ok?::warning::x?##"), "{cleaned:?}");
+        assert!(!cleaned.chars().any(|c| c.is_control() || c == '\u{202E}'), "{cleaned:?}");
+        assert!(cleaned.starts_with("ok\u{FFFD}::warning::x ##"), "{cleaned:?}");
         let long = "é".repeat(500);
         let cut = clean(&long, 10);
         assert_eq!(cut.chars().count(), 11);
@@ -93,7 +71,7 @@ mod tests {
         assert_eq!(error_detail(b"\n  too many\nrequests").as_deref(), Some("too many"));
         assert_eq!(error_detail(b""), None);
         let evil = error_detail(b"{\"errors\":[{\"code\":\"X\",\"message\":\"a\\r::error::b\"}]}");
-        assert_eq!(evil.as_deref(), Some("X a?::error::b"));
+        assert_eq!(evil.as_deref(), Some("X a\u{FFFD}::error::b"));
         assert!(error_detail(&[b'x'; 100_000]).is_some_and(|d| d.chars().count() <= QUOTED + 1));
     }
 
@@ -102,7 +80,8 @@ mod tests {
         #[test]
         fn cleaned_text_is_visible_and_short(input in "\\PC*|[\\x00-\\x1f\\u{80}-\\u{9f}\\u{202a}-\\u{202e}a:#]*") {
             let out = clean(&input, 50);
-            proptest::prop_assert!(!out.chars().any(hidden));
+            let hidden = out.chars().any(|c| c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c));
+            proptest::prop_assert!(!hidden, "{:?}", out);
             proptest::prop_assert!(out.chars().count() <= 51);
         }
     }

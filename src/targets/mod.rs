@@ -106,15 +106,16 @@ impl Target {
             name: self.name.clone(),
             status: self.status.unwrap_or(Status::Skipped),
             changed: !dry_run && self.patched.is_some() && !changing.is_empty(),
-            revision: self.revision.clone(),
+            // What was read from the cluster reaches the outputs on one clean line.
+            revision: self.revision.as_deref().map(crate::untrusted::line),
             replicas: self.counts.desired,
             ready_replicas: self.counts.ready,
-            message: self.message.clone(),
+            message: crate::untrusted::short(&self.message, 2000),
             containers: changing
                 .iter()
                 .map(|c| ContainerReport {
                     name: c.name.clone(),
-                    previous_image: c.previous_image.clone(),
+                    previous_image: crate::untrusted::line(&c.previous_image),
                     image: c.image.clone(),
                 })
                 .collect(),
