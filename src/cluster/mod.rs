@@ -111,6 +111,11 @@ pub async fn connect(access: &Access) -> Result<Cluster, Error> {
     {
         return Err(Error::ExecPluginMissing { command });
     }
+    if let Some(exec) = config.auth_info.exec.as_mut() {
+        // An exec plugin inherits the environment; kubeship's own inputs (the registry
+        // password, the kubeconfig) are none of its business.
+        exec.drop_env = Some(own_variables());
+    }
     let server = config.cluster_url.to_string().trim_end_matches('/').to_owned();
     let mut warnings = Vec::new();
     if config.accept_invalid_certs {
@@ -184,6 +189,14 @@ fn register_secrets(kubeconfig: &kube::config::Kubeconfig) {
 fn secret_name(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     ["token", "secret", "password", "key", "credential"].iter().any(|w| name.contains(w))
+}
+
+/// The variables that hold kubeship's inputs: `INPUT_*` and `KUBESHIP_*`.
+fn own_variables() -> Vec<String> {
+    std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| name.starts_with("INPUT_") || name.starts_with("KUBESHIP_"))
+        .collect()
 }
 
 fn on_path(command: &str) -> bool {

@@ -80,24 +80,26 @@ impl Destinations {
             reason: e.to_string(),
             hint: "the deploy itself went as reported; check the disk and the path",
         };
+        // One redaction pass over everything written, as over everything printed.
+        let redact = crate::log::redact;
         if let Some(path) = &self.step_summary {
-            append(path, &super::summary::render(report, error))
+            append(path, &redact(&super::summary::render(report, error)))
                 .map_err(|e| fail("$GITHUB_STEP_SUMMARY", path, e))?;
         }
         if let Some(path) = &self.github_output {
-            append(path, &github_output(&report.outputs()))
+            append(path, &redact(&github_output(&report.outputs())))
                 .map_err(|e| fail("$GITHUB_OUTPUT", path, e))?;
         }
         if let Some(path) = &self.dotenv_file {
             let (text, left_out) = dotenv(report);
             warnings.extend(left_out);
-            replace(path, &text).map_err(|e| fail("dotenv-file", path, e))?;
+            replace(path, &redact(&text)).map_err(|e| fail("dotenv-file", path, e))?;
         }
         if let Some(dir) = &self.results_dir {
             let outputs = tekton_results(report);
             for (name, value) in outputs {
                 let path = dir.join(name);
-                replace(&path, &value).map_err(|e| fail("results-dir", &path, e))?;
+                replace(&path, &redact(&value)).map_err(|e| fail("results-dir", &path, e))?;
             }
         }
         Ok(warnings)

@@ -720,7 +720,7 @@ fn exec_plugin_supplies_the_token() {
     std::fs::write(
         &plugin,
         format!(
-            "#!/bin/sh\necho \"$1\" > \"$(dirname \"$0\")/plugin-ran\"\n\
+            "#!/bin/sh\necho \"$1\" > \"$(dirname \"$0\")/plugin-ran\"\nenv > \"$(dirname \"$0\")/plugin-env\"\n\
              printf '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"{TOKEN}\"}}}}'\n"
         ),
     )
@@ -738,11 +738,22 @@ fn exec_plugin_supplies_the_token() {
         ("INPUT_IMAGE", &w.image("v2")),
         ("INPUT_DEPLOYMENT", "api"),
         ("INPUT_KUBECONFIG", &config),
+        ("INPUT_REGISTRY-USERNAME", "ci"),
+        ("INPUT_REGISTRY-PASSWORD", "pw-for-the-registry"),
     ]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(run.outputs["status"], "succeeded");
     assert_eq!(std::fs::read_to_string(w.dir.path().join("plugin-ran")).unwrap(), "cluster-a\n");
     assert_eq!(w.patches().len(), 1);
+    // The plugin gets the environment, but none of kubeship's inputs: not the registry
+    // password, not the kubeconfig that names it.
+    let env = std::fs::read_to_string(w.dir.path().join("plugin-env")).unwrap();
+    assert!(env.contains("PATH=") && env.contains("KUBERNETES_EXEC_INFO="), "{env}");
+    for secret in
+        ["pw-for-the-registry", "INPUT_KUBECONFIG", "INPUT_REGISTRY-PASSWORD", "INPUT_IMAGE"]
+    {
+        assert!(!env.contains(secret), "{secret} reached the plugin:\n{env}");
+    }
 }
 
 /// RBAC on kubesim: a 403 is exit 4, quoting the server and naming the rule to grant.

@@ -182,6 +182,11 @@ fn skipping_tls_verification_is_warned_about() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(
+        text.contains("not signed by the CA the kubeconfig gives (certificate-authority-data)"),
+        "the advice for an unknown issuer: {text}"
+    );
 }
 
 /// Lines of `text` holding `secret`, other than the runner's `::add-mask::` for it.
