@@ -9,9 +9,11 @@
 //!
 //! Every behaviour follows `shared/research/kubernetes-semantics.md` (sections B to E).
 
+pub mod admission;
 pub mod api;
 pub mod clock;
 pub mod controllers;
+pub mod deletion;
 pub mod kubelet;
 pub mod managed;
 pub mod patch;
@@ -20,6 +22,7 @@ pub mod selectors;
 pub mod server;
 pub mod status;
 pub mod store;
+pub mod strategy;
 pub mod table;
 mod tls;
 
@@ -74,6 +77,10 @@ pub struct Options {
     /// How often watches with `allowWatchBookmarks` get a BOOKMARK (the API server's is
     /// about a minute).
     pub bookmark_interval: Duration,
+    /// How long a deleted pod stays, its containers stopped, before the kubelet removes it
+    /// (bounded by its grace period); the real control plane's kubelet stand-in takes as
+    /// long by default.
+    pub termination: Duration,
 }
 
 impl Default for Options {
@@ -89,6 +96,7 @@ impl Default for Options {
             insecure_registries: Vec::new(),
             registry_ca: None,
             bookmark_interval: Duration::from_secs(60),
+            termination: Duration::from_secs(1),
         }
     }
 }
@@ -131,6 +139,12 @@ pub struct State {
     pub(crate) kubelet: controllers::pods::Kubelet,
     pub(crate) events: controllers::events::Recorder,
     pub(crate) fields: managed::Fields,
+    /// A deletion happened: the garbage collector has work.
+    pub(crate) collect: bool,
+    /// When the scheduler last tried each unschedulable pod, and against which nodes.
+    pub(crate) scheduling: controllers::pods::Attempts,
+    /// Pods (by uid) whose deletion the kubelet has noticed.
+    pub(crate) deletions_seen: std::collections::BTreeSet<String>,
 }
 
 impl State {
@@ -166,8 +180,11 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The state. A controller or request that panicked while holding it left it half
+    /// written: every later use panics too, so a test fails at once instead of going on
+    /// against a simulator in a state no API server can be in.
     pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().expect("kubesim's state is poisoned: a controller or request panicked")
     }
 
     fn log(&self, request: Logged) {
@@ -236,6 +253,8 @@ pub struct Simulator {
     addr: SocketAddr,
     /// The CA that signed the server's certificate, PEM (TLS only).
     ca_pem: Option<String>,
+    /// The controller loop: it ends only by a panic.
+    controllers: tokio::task::JoinHandle<()>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -251,6 +270,9 @@ impl Simulator {
             kubelet: controllers::pods::Kubelet::default(),
             events: controllers::events::Recorder::default(),
             fields: managed::Fields::default(),
+            collect: false,
+            scheduling: controllers::pods::Attempts::default(),
+            deletions_seen: std::collections::BTreeSet::new(),
         };
         let now = clock.timestamp();
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -259,6 +281,7 @@ impl Simulator {
                 "metadata": {"name": ns, "uid": uid, "creationTimestamp": now, "labels": {"kubernetes.io/metadata.name": ns}},
                 "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}
             }));
+            admission::ensure_default_account(&mut state, ns, &now);
         }
         for node in &options.nodes {
             let uid = state.store.uid();
@@ -286,8 +309,8 @@ impl Simulator {
             (None, None)
         };
         runtime.spawn(accept(shared.clone(), listener, acceptor));
-        runtime.spawn(controllers::run(shared.clone()));
-        Ok(Self { shared, addr, ca_pem, runtime: Some(runtime) })
+        let controllers = runtime.spawn(controllers::run(shared.clone()));
+        Ok(Self { shared, addr, ca_pem, controllers, runtime: Some(runtime) })
     }
 
     /// `http://127.0.0.1:<port>`, or `https://` with TLS.
@@ -390,7 +413,8 @@ impl Simulator {
         Ok(patched)
     }
 
-    /// Deletes an object as a client would (its dependents collected).
+    /// Deletes an object as a client would (`kubectl delete`: a pod gracefully, dependents
+    /// by the garbage collector afterwards). Returns the API server's answer.
     pub fn delete(
         &self,
         resource: &Resource,
@@ -403,10 +427,12 @@ impl Simulator {
             name: Some(name.to_owned()),
             subresource: None,
         };
-        let removed = api::delete(&mut self.shared.lock(), &target)?;
+        let options = deletion::DeleteOptions::default();
+        let (_, answer) =
+            deletion::delete(&self.shared, &mut self.shared.lock(), &target, &options)?;
         self.shared.wake.notify_one();
         self.settle();
-        Ok(removed)
+        Ok(answer)
     }
 
     /// Adds a node (an autoscaler's work, for pods waiting to be scheduled).
@@ -448,8 +474,12 @@ impl Simulator {
 
     /// Waits until the controllers have run a full pass after this call and after every
     /// registry look-up under way has answered (bounded at 10 s).
+    ///
+    /// # Panics
+    /// When the controllers have panicked (their panic message is on standard error).
     pub fn settle(&self) {
         let Some(runtime) = &self.runtime else { return };
+        assert!(!self.controllers.is_finished(), "kubesim's controllers panicked");
         runtime.block_on(async {
             let _ = tokio::time::timeout(Duration::from_secs(10), async {
                 loop {
