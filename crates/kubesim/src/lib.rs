@@ -7,7 +7,71 @@
 //! images against a real registry. Time is the wall clock or a manual clock that tests
 //! advance. Faults can be injected on the API.
 //!
-//! Every behaviour follows `shared/research/kubernetes-semantics.md` (sections B to E).
+//! Every behaviour follows `shared/research/kubernetes-semantics.md` (sections B to E), and
+//! the real control plane is the ground truth: `tests/fidelity` drives the same requests on
+//! kubesim and on the test kit's etcd + kube-apiserver + controller manager + scheduler
+//! (v1.37.2) and compares what a client sees.
+//!
+//! # Differences from the real control plane
+//!
+//! Found side by side, fixed (each covered by `tests/fidelity` and by a kubesim-only test):
+//! - Graceful deletion: a pod on a node gets `deletionTimestamp`, `deletionGracePeriodSeconds`
+//!   and a new generation, is Terminating while its kubelet stops it (terminal phase), then is
+//!   deleted with grace 0 after [`Options::termination`]; an unscheduled or terminal pod goes
+//!   at once (MODIFIED, then DELETED). DELETE answers the object (pods, namespaces, service
+//!   accounts) or a `Status` of success, and takes `gracePeriodSeconds`, preconditions and
+//!   `propagationPolicy`.
+//! - `terminatingReplicas` on ReplicaSets and Deployments; terminating pods are not
+//!   `replicas`; a ReplicaSet's status counts its pods as its sync found them (before it
+//!   created or deleted any); Recreate waits for old pods to be terminal, not gone.
+//! - Garbage collection is asynchronous (background propagation): the owner goes first, its
+//!   ReplicaSets and pods after; a deleted namespace is Terminating until emptied.
+//! - Watches with selectors: an object leaving them is DELETED (its last matching state at
+//!   the new resourceVersion), one entering them ADDED.
+//! - Generation: a Deployment's moves on spec or annotation changes, a ReplicaSet's,
+//!   StatefulSet's, DaemonSet's and pod's on spec changes only (and a pod's on graceful
+//!   deletion); the Deployment controller scaling a ReplicaSet moves its generation.
+//! - The scheduler writes events.k8s.io Events (core/v1 view: no `firstTimestamp`,
+//!   `lastTimestamp` or `count`, `eventTime` in microseconds, an `action`, a `series` on
+//!   repeats), tries unschedulable pods again after five minutes or when nodes change, and
+//!   its Unschedulable condition carries `observedGeneration`.
+//! - The kubelet's events name the container (`involvedObject.fieldPath`), and it learns of
+//!   a deletion after the controllers do, so they see the pod terminating.
+//! - The events Table: `includeObject` (the whole Event, so `kubectl get events
+//!   --sort-by=.lastTimestamp` lists them), sub-object, source with instance, numeric count,
+//!   times from `eventTime` and `series`.
+//! - Admission: a pod gets its service account, the `kube-api-access-*` token volume and
+//!   mounts, the not-ready/unreachable NoExecute tolerations, `priority`, `preemptionPolicy`
+//!   and `enableServiceLinks`; every namespace has a `default` service account; a pod naming
+//!   a missing one is refused (403), as is new content in a Terminating namespace.
+//! - `sendInitialEvents` without `resourceVersionMatch=NotOlderThan` (and the other misuses
+//!   of the watch-list parameters) is a 422.
+//! - StatefulSet `availableReplicas` waits for `minReadySeconds`; DaemonSet `maxUnavailable`
+//!   percentages scale with the nodes; DaemonSet pods carry its tolerations and
+//!   `pod-template-generation` from its template generation.
+//! - Objects are created with the zero values of their status (`replicas: 0`, ...), and
+//!   `Status` details omit the core API's empty group.
+//! - A panic in a controller or request poisons the state: later uses panic instead of
+//!   going on, and [`Simulator::settle`] says the controllers died.
+//!
+//! Left as they are, with why:
+//! - `pod-template-hash` and `controller-revision-hash` values differ: the real ones hash the
+//!   Go struct as spew prints it; matching them needs Go's type layout and printer. kubeship
+//!   reads these labels, never computes them.
+//! - LIST and WATCH are served from the live store, never from an older watch cache, and
+//!   `continue` tokens are offsets: clients treat tokens as opaque, and kubeship's watches
+//!   re-list on 410 either way.
+//! - Server-side apply is a strategic merge with ownership in a side table; objects carry no
+//!   `managedFields`. kubeship patches with strategic merge; kubectl apply is client-side.
+//! - Strategic-merge keys are chosen by field name, not by type: for the kinds served the
+//!   names give the keys the Go struct tags do.
+//! - Foreground propagation is served as background; there are no finalizers.
+//! - The scheduler knows node selectors only (no affinity, taints or resources); DaemonSet
+//!   pods get `nodeName` from their controller rather than a node-affinity term the scheduler
+//!   binds; a series is not flushed every 30 minutes.
+//! - During a surge `availableReplicas` may exceed `spec.replicas` on both (not a difference).
+//! - JSON bodies only (protobuf is refused with a 415), and Table column descriptions are
+//!   empty.
 
 pub mod admission;
 pub mod api;
