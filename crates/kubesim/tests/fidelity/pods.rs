@@ -10,7 +10,7 @@ use kubesim::Behaviour;
 use kubesim::resources::{DEPLOYMENTS, EVENTS, PODS, REPLICASETS, SERVICE_ACCOUNTS};
 use serde_json::{Value, json};
 
-use super::{Side, Watch, both, list_version, same, without};
+use super::{Side, both, list_version, same, without};
 
 fn pod(name: &str, image: &str, extra: Value) -> Value {
     let mut pod = json!({"metadata": {"name": name, "labels": {"fidelity": name}},
@@ -87,32 +87,40 @@ fn deletions(side: &Side) -> Value {
         side.watch(&format!("{pods_path}&resourceVersion={from}")),
     ];
     let (code, answer) = side.send("DELETE", &side.path(&DEPLOYMENTS, Some("gc")), None);
-    side.until("gc's pods gone", || {
-        side.get(&pods_path)["items"].as_array()?.is_empty().then_some(())
+    let [deployments, sets, pods] = watches;
+    let pod_events = side.until("gc's pods gone, as its watch saw", || {
+        let events = pods.events();
+        (events.iter().filter(|e| e["type"] == "DELETED").count() == 2).then_some(events)
     });
-    let mut seen: Vec<(u64, String)> = watches
-        .iter()
-        .flat_map(Watch::events)
-        .map(|e| {
-            let o = &e["object"];
-            let rv = o["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
-            let what = match (o["kind"].as_str().unwrap(), e["type"].as_str().unwrap()) {
-                ("Pod", "MODIFIED") if o["metadata"]["deletionTimestamp"].is_string() => {
-                    "Pod deleting".to_owned()
-                }
-                ("Pod", "MODIFIED") => "Pod modified".to_owned(),
-                (kind, change) => format!("{kind} {change}"),
-            };
-            (rv, what)
-        })
-        .collect();
-    seen.sort();
-    let mut order: Vec<String> = Vec::new();
-    for (_, what) in seen {
-        if order.last() != Some(&what) && what != "Pod modified" {
-            order.push(what);
+    let version = |e: &Value| -> u64 {
+        e["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap()
+    };
+    let deleted = |events: Vec<Value>| events.iter().find(|e| e["type"] == "DELETED").map(version);
+    // What each pod went through, and whether the owner went before its dependents.
+    let mut per_pod: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
+    for e in &pod_events {
+        let o = &e["object"];
+        let what = match e["type"].as_str().unwrap() {
+            "MODIFIED" if o["metadata"]["deletionTimestamp"].is_string() => "deleting",
+            "MODIFIED" => continue,
+            other => other,
+        };
+        let steps = per_pod.entry(o["metadata"]["name"].as_str().unwrap().to_owned()).or_default();
+        if steps.last() != Some(&what) {
+            steps.push(what);
         }
     }
+    let first_pod_deletion = pod_events
+        .iter()
+        .filter(|e| e["object"]["metadata"]["deletionTimestamp"].is_string())
+        .map(version)
+        .min();
+    let (deployment_gone, set_gone) = (deleted(deployments.events()), deleted(sets.events()));
+    let order = json!({
+        "the Deployment before its ReplicaSet": deployment_gone < set_gone,
+        "the ReplicaSet before its pods": set_gone.is_some() && set_gone < first_pod_deletion,
+        "each pod": per_pod.into_values().collect::<Vec<_>>(),
+    });
     json!({"pod on a node": scheduled, "unscheduled pod": unscheduled,
         "deployment": {"code": code, "answer": without(&answer, &["uid"]), "order": order}})
 }

@@ -59,6 +59,9 @@ fn rollout(side: &Side) -> Value {
     let seen: Vec<Value> =
         deployments.events().iter().map(|e| e["object"]["status"].clone()).collect();
     let max = |field: &str| seen.iter().filter_map(|s| s[field].as_i64()).max().unwrap_or(0);
+    // Not compared: the Deployment sums its ReplicaSets' statuses, each as fresh as its last
+    // sync, so both clusters can report more than spec + maxSurge replicas (the real one was
+    // seen at 6 for 4 + 1) and more available replicas than spec.
     eprintln!(
         "{}: during the surge replicas reached {}, availableReplicas {}, terminatingReplicas {}",
         side.name,
@@ -101,7 +104,6 @@ fn rollout(side: &Side) -> Value {
         "every ReplicaSet status carries terminatingReplicas": rs_events.iter()
             .filter(|e| e["object"]["status"]["observedGeneration"].is_number())
             .all(|e| e["object"]["status"]["terminatingReplicas"].is_number()),
-        "replicas within spec + maxSurge": max("replicas") <= 5,
         "the old set scaled down step by step": rs_events.iter()
             .filter_map(|e| e["object"]["spec"]["replicas"].as_i64()).collect::<std::collections::BTreeSet<_>>().len() > 2,
     })
