@@ -69,7 +69,10 @@
 //! - The scheduler knows node selectors only (no affinity, taints or resources); DaemonSet
 //!   pods get `nodeName` from their controller rather than a node-affinity term the scheduler
 //!   binds; a series is not flushed every 30 minutes.
-//! - During a surge `availableReplicas` may exceed `spec.replicas` on both (not a difference).
+//! - During a surge a Deployment's `availableReplicas` may exceed `spec.replicas`, and its
+//!   `replicas` spec + maxSurge (the real one was seen at 6 for 4 + 1): it sums its
+//!   ReplicaSets' statuses, each as fresh as its last sync. Both clusters do; the counts
+//!   depend on timing and are not compared.
 //! - JSON bodies only (protobuf is refused with a 415), and Table column descriptions are
 //!   empty.
 
