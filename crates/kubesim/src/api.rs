@@ -1,5 +1,5 @@
-//! The API verbs over the store, with the API server's rules: defaults on create, generation
-//! bumps on spec or annotation changes, status only through `/status`, resourceVersion
+//! The API verbs over the store, with the API server's rules: defaults and admission on create,
+//! the update rules of `strategy.rs`, status only through `/status`, resourceVersion
 //! preconditions, `dryRun=All`, and the watch protocol (resourceVersion semantics, bookmarks,
 //! the watch-list stream with its closing `k8s.io/initial-events-end` bookmark).
 
@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 use crate::resources::{self, Resource};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{self, ApiError};
-use crate::store::{Event, names};
+use crate::store::{Change, Event, names};
 use crate::{Shared, State};
+use crate::{admission, strategy};
 
 /// A parsed resource path.
 #[derive(Debug, Clone)]
@@ -153,6 +154,7 @@ pub fn list(
     target: &Target,
     query: &BTreeMap<String, String>,
 ) -> Result<Value, ApiError> {
+    validate_list_options(query)?;
     let filter = Filter::from_query(query)?;
     let start = match query.get("continue").filter(|c| !c.is_empty()) {
         Some(token) => token
@@ -205,89 +207,6 @@ pub fn drop_nulls(value: &mut Value) {
     }
 }
 
-/// Defaults the API server applies on create (`pkg/apis/*/v1/defaults.go`).
-fn apply_defaults(resource: &Resource, object: &mut Value) {
-    let spec = &mut object["spec"];
-    match resource.kind {
-        "Deployment" => {
-            default(spec, "replicas", json!(1));
-            default(spec, "revisionHistoryLimit", json!(10));
-            default(spec, "progressDeadlineSeconds", json!(600));
-            if spec["strategy"]["type"].is_null() {
-                spec["strategy"]["type"] = json!("RollingUpdate");
-            }
-            if spec["strategy"]["type"] == "RollingUpdate" {
-                default(&mut spec["strategy"]["rollingUpdate"], "maxUnavailable", json!("25%"));
-                default(&mut spec["strategy"]["rollingUpdate"], "maxSurge", json!("25%"));
-            }
-        }
-        "StatefulSet" => {
-            default(spec, "replicas", json!(1));
-            default(spec, "revisionHistoryLimit", json!(10));
-            default(spec, "podManagementPolicy", json!("OrderedReady"));
-            if spec["updateStrategy"]["type"].is_null() {
-                spec["updateStrategy"]["type"] = json!("RollingUpdate");
-            }
-            if spec["updateStrategy"]["type"] == "RollingUpdate" {
-                default(&mut spec["updateStrategy"]["rollingUpdate"], "partition", json!(0));
-            }
-        }
-        "DaemonSet" => {
-            default(spec, "revisionHistoryLimit", json!(10));
-            if spec["updateStrategy"]["type"].is_null() {
-                spec["updateStrategy"]["type"] = json!("RollingUpdate");
-            }
-            if spec["updateStrategy"]["type"] == "RollingUpdate" {
-                default(&mut spec["updateStrategy"]["rollingUpdate"], "maxUnavailable", json!(1));
-                default(&mut spec["updateStrategy"]["rollingUpdate"], "maxSurge", json!(0));
-            }
-        }
-        "ReplicaSet" => default(spec, "replicas", json!(1)),
-        _ => {}
-    }
-    if let Some(template) = object.pointer_mut("/spec/template/spec") {
-        default_pod_spec(template);
-    }
-    if resource.kind == "Pod" {
-        default_pod_spec(&mut object["spec"]);
-    }
-}
-
-fn default_pod_spec(spec: &mut Value) {
-    default(spec, "restartPolicy", json!("Always"));
-    default(spec, "terminationGracePeriodSeconds", json!(30));
-    default(spec, "dnsPolicy", json!("ClusterFirst"));
-    default(spec, "schedulerName", json!("default-scheduler"));
-    default(spec, "securityContext", json!({}));
-    for list in ["containers", "initContainers"] {
-        // NB: `spec[list]` would insert a null for a missing list.
-        for c in spec.get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
-            default(c, "terminationMessagePath", json!("/dev/termination-log"));
-            default(c, "terminationMessagePolicy", json!("File"));
-            let image = c["image"].as_str().unwrap_or_default();
-            let latest = !image.contains('@')
-                && !image.rsplit('/').next().unwrap_or_default().contains(':')
-                || image.ends_with(":latest");
-            default(c, "imagePullPolicy", json!(if latest { "Always" } else { "IfNotPresent" }));
-            default(c, "resources", json!({}));
-        }
-    }
-}
-
-fn default(object: &mut Value, key: &str, value: Value) {
-    if !object.is_object() {
-        *object = json!({});
-    }
-    if object.get(key).is_none_or(Value::is_null) {
-        object[key] = value;
-    }
-}
-
-/// Workloads carry a generation; so do pods, since 1.33.
-fn has_generation(resource: &Resource) -> bool {
-    matches!(resource.kind, "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Pod")
-}
-
 /// Decodes the object into its k8s-openapi type, as the API server decodes every write into
 /// its Go struct: a value of the wrong type is a 400 in the server's words.
 fn decode(resource: &Resource, object: &Value) -> Result<(), ApiError> {
@@ -305,6 +224,7 @@ fn decode(resource: &Resource, object: &Value) -> Result<(), ApiError> {
         "Event" => check::<core::Event>(object),
         "Namespace" => check::<core::Namespace>(object),
         "Node" => check::<core::Node>(object),
+        "ServiceAccount" => check::<core::ServiceAccount>(object),
         _ => Ok(()),
     };
     result.map_err(|e| {
@@ -404,26 +324,41 @@ pub fn create(
     if state.store.get(&resource, &ns, &name).is_some() {
         return Err(status::already_exists(&resource, &name));
     }
-    apply_defaults(&resource, &mut object);
+    if resource.namespaced {
+        admission::namespace_accepts(state, &resource, &ns, &name)?;
+    }
+    strategy::apply_defaults(&resource, &mut object);
     drop_nulls(&mut object);
-    validate(&resource, &object)?;
-    object["metadata"]["uid"] = json!(state.store.uid());
-    object["metadata"]["creationTimestamp"] = json!(shared.clock.timestamp());
-    if has_generation(&resource) {
-        object["metadata"]["generation"] = json!(1);
-    }
-    if let Value::Object(m) = &mut object {
-        m.remove("status");
-    }
     if resource.kind == "Pod" {
-        object["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
+        admission::admit_pod(state, &mut object)?;
+    }
+    if resource.kind == "Namespace" {
+        object["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+        object["spec"] = json!({"finalizers": ["kubernetes"]});
+    }
+    validate(&resource, &object)?;
+    let now = shared.clock.timestamp();
+    object["metadata"]["uid"] = json!(state.store.uid());
+    object["metadata"]["creationTimestamp"] = json!(now);
+    strategy::prepare_for_create(&resource, &mut object);
+    match strategy::initial_status(&resource) {
+        Some(initial) => object["status"] = initial,
+        None => {
+            if let Value::Object(m) = &mut object {
+                m.remove("status");
+            }
+        }
     }
     if dry_run {
         object["kind"] = json!(resource.kind);
         object["apiVersion"] = json!(resource.api_version());
         return Ok(object);
     }
-    Ok(state.store.insert(&resource, object))
+    let created = state.store.insert(&resource, object);
+    if resource.kind == "Namespace" {
+        admission::ensure_default_account(state, &name, &now);
+    }
+    Ok(created)
 }
 
 /// The patch types, by `Content-Type`.
@@ -549,13 +484,8 @@ pub fn update(
 ) -> Result<Value, ApiError> {
     let name = current["metadata"]["name"].as_str().unwrap_or_default().to_owned();
     // The server decodes (dropping nulls) and defaults every write, not only creates.
-    apply_defaults(resource, &mut updated);
+    strategy::apply_defaults(resource, &mut updated);
     drop_nulls(&mut updated);
-    // Identity and server-owned metadata cannot change.
-    for field in ["name", "namespace", "uid", "creationTimestamp", "generation", "resourceVersion"]
-    {
-        updated["metadata"][field] = current["metadata"][field].clone();
-    }
     if matches!(resource.kind, "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")
         && updated["spec"]["selector"] != current["spec"]["selector"]
     {
@@ -569,57 +499,74 @@ pub fn update(
             )],
         ));
     }
+    strategy::prepare_for_update(resource, current, &mut updated);
     validate(resource, &updated)?;
-    if has_generation(resource)
-        && (updated["spec"] != current["spec"]
-            || updated["metadata"]["annotations"] != current["metadata"]["annotations"])
-    {
-        let generation = current["metadata"]["generation"].as_i64().unwrap_or(1);
-        updated["metadata"]["generation"] = json!(generation + 1);
-    }
     if dry_run {
         return Ok(updated);
     }
     Ok(state.store.replace(resource, updated))
 }
 
-/// DELETE; the garbage collector removes what the object owned.
-pub fn delete(state: &mut State, target: &Target) -> Result<Value, ApiError> {
-    let name = target.name.as_deref().unwrap_or_default();
-    let namespace = target.namespace.as_deref().unwrap_or_default();
-    let removed = state
-        .store
-        .remove(&target.resource, namespace, name)
-        .ok_or_else(|| status::not_found(&target.resource, name))?;
-    state.fields.forget(&target.resource, namespace, name);
-    collect_garbage(state, &removed);
-    Ok(removed)
+/// A controller's write of an object's spec or metadata (not its status): the update rules of
+/// the main resource apply, so the generation moves as it does for a client's write.
+pub(crate) fn controller_update(
+    state: &mut State,
+    resource: &Resource,
+    mut updated: Value,
+) -> Value {
+    let (ns, name) = names(&updated);
+    if let Some(current) = state.store.get(resource, &ns, &name) {
+        strategy::prepare_for_update(resource, current, &mut updated);
+    }
+    state.store.replace(resource, updated)
 }
 
-/// Deletes every object whose owner reference points at `owner`, recursively.
-pub fn collect_garbage(state: &mut State, owner: &Value) {
-    let uid = owner["metadata"]["uid"].clone();
-    let namespace = owner["metadata"]["namespace"].as_str().unwrap_or_default().to_owned();
-    for resource in [resources::REPLICASETS, resources::PODS, resources::CONTROLLER_REVISIONS] {
-        let owned: Vec<String> = state
-            .store
-            .list(&resource, Some(&namespace))
-            .into_iter()
-            .filter(|o| {
-                o["metadata"]["ownerReferences"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|r| r["uid"] == uid)
-            })
-            .map(|o| o["metadata"]["name"].as_str().unwrap_or_default().to_owned())
-            .collect();
-        for name in owned {
-            if let Some(removed) = state.store.remove(&resource, &namespace, &name) {
-                collect_garbage(state, &removed);
-            }
-        }
+/// `ValidateListOptions` for a watch: the watch-list protocol needs
+/// `resourceVersionMatch=NotOlderThan`, which is refused on any other watch.
+fn validate_watch_options(query: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    let field = "resourceVersionMatch";
+    let matching = query.get(field).filter(|m| !m.is_empty());
+    let initial = query.contains_key("sendInitialEvents");
+    let forbidden = |why: &str| {
+        status::invalid_list_options("FieldValueForbidden", field, &format!("Forbidden: {why}"))
+    };
+    if initial && matching.is_none_or(|m| m != "NotOlderThan") {
+        return Err(forbidden(
+            "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+        ));
     }
+    match matching {
+        Some(_) if !initial => Err(forbidden(
+            "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+        )),
+        Some(m) if m != "NotOlderThan" => Err(status::invalid_list_options(
+            "FieldValueNotSupported",
+            field,
+            &format!("Unsupported value: \"{m}\": supported values: \"NotOlderThan\""),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `ValidateListOptions` for a LIST: no watch-list parameter, and a `resourceVersionMatch`
+/// only with a `resourceVersion`.
+fn validate_list_options(query: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    if query.contains_key("sendInitialEvents") {
+        return Err(status::invalid_list_options(
+            "FieldValueForbidden",
+            "sendInitialEvents",
+            "Forbidden: sendInitialEvents is forbidden for list",
+        ));
+    }
+    let matching = query.get("resourceVersionMatch").filter(|m| !m.is_empty());
+    if matching.is_some() && query.get("resourceVersion").is_none_or(String::is_empty) {
+        return Err(status::invalid_list_options(
+            "FieldValueForbidden",
+            "resourceVersionMatch",
+            "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
+        ));
+    }
+    Ok(())
 }
 
 /// What a watch sends first, and from which version it follows changes.
@@ -637,6 +584,7 @@ pub fn watch_start(
     target: &Target,
     query: &BTreeMap<String, String>,
 ) -> Result<WatchStart, ApiError> {
+    validate_watch_options(query)?;
     let filter = Filter::from_query(query)?;
     let rv = query.get("resourceVersion").map(String::as_str).unwrap_or_default();
     let send_initial = query.get("sendInitialEvents").is_some_and(|v| v == "true");
@@ -683,11 +631,29 @@ pub fn bookmark_line(resource: &Resource, rv: u64, initial_events_end: bool) -> 
     )
 }
 
-/// Whether a store event belongs to a watch.
-pub fn event_matches(event: &Event, target: &Target, filter: &Filter) -> bool {
-    event.resource == target.resource
-        && target.namespace.as_deref().is_none_or(|ns| event.object["metadata"]["namespace"] == ns)
-        && filter.matches(&event.object)
+/// What a watch sends for a store event, as the watch cache decides it: an object entering
+/// the watch's selectors is ADDED, one leaving them is DELETED (its last matching state,
+/// with the new resourceVersion), and events of objects outside the watch are not sent.
+pub fn watch_event(event: &Event, target: &Target, filter: &Filter) -> Option<(Change, Value)> {
+    if event.resource != target.resource {
+        return None;
+    }
+    let passes = |object: &Value| {
+        target.namespace.as_deref().is_none_or(|ns| object["metadata"]["namespace"] == ns)
+            && filter.matches(object)
+    };
+    let now = passes(&event.object);
+    let before = event.previous.as_deref().is_some_and(passes);
+    match (event.change, now, before) {
+        (Change::Modified, true, false) => Some((Change::Added, (*event.object).clone())),
+        (Change::Modified, false, true) => {
+            let mut last = event.previous.as_deref().cloned().unwrap_or_default();
+            last["metadata"]["resourceVersion"] = json!(event.rv.to_string());
+            Some((Change::Deleted, last))
+        }
+        (change, true, _) => Some((change, (*event.object).clone())),
+        (_, false, _) => None,
+    }
 }
 
 #[cfg(test)]

@@ -75,6 +75,14 @@ pub fn rfc3339(at: Instant) -> String {
     )
 }
 
+/// `2026-11-27T07:00:00.123456Z`, as `metav1.MicroTime` serializes (events.k8s.io's
+/// `eventTime`).
+pub fn rfc3339_micros(at: Instant) -> String {
+    let seconds = rfc3339(at);
+    let micros = at.subsec_micros();
+    format!("{}.{micros:06}Z", seconds.trim_end_matches('Z'))
+}
+
 /// Parses what [`rfc3339`] writes (and any `…Z` timestamp with optional fraction).
 pub fn parse_rfc3339(text: &str) -> Option<Instant> {
     let text = text.strip_suffix('Z')?;
@@ -109,6 +117,9 @@ mod tests {
             let d = Duration::from_secs(secs);
             assert_eq!(parse_rfc3339(&rfc3339(d)), Some(d));
         }
+        let micro = Duration::from_micros(1_795_849_200_000_042);
+        assert_eq!(rfc3339_micros(micro), "2026-11-28T07:00:00.000042Z");
+        assert_eq!(parse_rfc3339(&rfc3339_micros(micro)), Some(Duration::from_secs(1_795_849_200)));
     }
 
     /// A manual clock moves only when told.

@@ -101,6 +101,8 @@ pub const EVENTS: Resource = resource("", "Event", "events", "event", true, &["e
 pub const NAMESPACES: Resource =
     resource("", "Namespace", "namespaces", "namespace", false, &["ns"], &["status"]);
 pub const NODES: Resource = resource("", "Node", "nodes", "node", false, &["no"], &["status"]);
+pub const SERVICE_ACCOUNTS: Resource =
+    resource("", "ServiceAccount", "serviceaccounts", "serviceaccount", true, &["sa"], &[]);
 
 /// Every resource served.
 pub const ALL: &[Resource] = &[
@@ -113,6 +115,7 @@ pub const ALL: &[Resource] = &[
     EVENTS,
     NAMESPACES,
     NODES,
+    SERVICE_ACCOUNTS,
 ];
 
 /// The resource served at `group`/`version` under `plural`.

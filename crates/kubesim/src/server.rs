@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::api::{self, PatchType, Target};
@@ -168,6 +168,7 @@ async fn route(
         return error(status::no_route(path));
     };
     let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
+    let include = crate::table::Include::from_query(query.get("includeObject").map(String::as_str));
     let result = match (method, target.name.is_some(), target.subresource.as_deref()) {
         ("GET", true, Some("log")) => {
             let state = shared.lock();
@@ -177,8 +178,8 @@ async fn route(
             };
         }
         ("GET", true, None) if as_table => api::get(&shared.lock(), &target).map(|o| {
-            let rv = o["metadata"]["resourceVersion"].clone();
-            ok(crate::table::table(shared.clock.now(), &target.resource, &[o], &rv))
+            let metadata = json!({"resourceVersion": o["metadata"]["resourceVersion"]});
+            ok(crate::table::table(shared.clock.now(), &target.resource, &[o], metadata, include))
         }),
         ("GET", true, _) => api::get(&shared.lock(), &target).map(ok),
         ("GET", false, None) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
@@ -187,11 +188,13 @@ async fn route(
         ("GET", false, None) => api::list(&shared.lock(), &target, query).map(|list| {
             if as_table {
                 let items = list["items"].as_array().cloned().unwrap_or_default();
+                let metadata = list["metadata"].clone();
                 ok(crate::table::table(
                     shared.clock.now(),
                     &target.resource,
                     &items,
-                    &list["metadata"]["resourceVersion"],
+                    metadata,
+                    include,
                 ))
             } else {
                 ok(list)
@@ -256,7 +259,10 @@ async fn route(
             }
             Err(e) => Err(status::bad_request(format!("error decoding body: {e}"))),
         },
-        ("DELETE", true, None) => api::delete(&mut shared.lock(), &target).map(ok),
+        ("DELETE", true, None) => crate::deletion::DeleteOptions::from_request(query, body)
+            .and_then(|options| {
+                crate::deletion::delete(shared, &mut shared.lock(), &target, &options)
+            }),
         (verb, ..) => Err(status::method_not_allowed(verb)),
     };
     match result {
@@ -292,11 +298,14 @@ impl WatchStream {
     /// Sends a store event that belongs to this watch; false when the watch should end.
     async fn event(&mut self, event: &crate::store::Event) -> bool {
         self.seen = self.seen.max(event.rv);
-        if event.rv <= self.last || !api::event_matches(event, &self.target, &self.filter) {
+        if event.rv <= self.last {
             return true;
         }
+        let Some((change, object)) = api::watch_event(event, &self.target, &self.filter) else {
+            return true;
+        };
         self.last = event.rv;
-        if !self.line(api::event_line(event.change.as_str(), &event.object)).await {
+        if !self.line(api::event_line(change.as_str(), &object)).await {
             return false;
         }
         self.sent += 1;

@@ -23,7 +23,11 @@ pub enum Body {
 fn status(code: u16, reason: &str, message: String, details: Option<Value>) -> ApiError {
     let mut object = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
         "message": message, "reason": reason, "code": code});
-    if let Some(details) = details {
+    if let Some(mut details) = details {
+        // `StatusDetails` fields are omitempty: the core API's empty group is not written.
+        if details["group"] == "" {
+            details.as_object_mut().map(|m| m.remove("group"));
+        }
         object["details"] = details;
     }
     ApiError { code, body: Body::Status(object), headers: Vec::new() }
@@ -167,6 +171,47 @@ pub fn forbidden(
     );
     error.headers.push(("X-Content-Type-Options", "nosniff".into()));
     error
+}
+
+/// 403 from admission: `pods "x" is forbidden: <why>`, with a cause when the plugin gives one
+/// (`(reason, field)`).
+pub fn forbidden_because(
+    resource: &Resource,
+    name: &str,
+    why: &str,
+    cause: Option<(&str, &str)>,
+) -> ApiError {
+    let mut details = details(resource, name);
+    if let Some((reason, field)) = cause {
+        details["causes"] = json!([{"reason": reason, "message": why, "field": field}]);
+    }
+    status(
+        403,
+        "Forbidden",
+        format!("{} \"{name}\" is forbidden: {why}", resource.qualified()),
+        Some(details),
+    )
+}
+
+/// 409 from a failed DELETE precondition; the registry names the kind, not the resource.
+pub fn precondition_failed(resource: &Resource, name: &str, why: &str) -> ApiError {
+    status(
+        409,
+        "Conflict",
+        format!("Operation cannot be fulfilled on {} \"{name}\": {why}", resource.kind),
+        Some(json!({"name": name, "group": resource.group, "kind": resource.kind})),
+    )
+}
+
+/// 422 for invalid ListOptions of a LIST or WATCH (`ValidateListOptions`).
+pub fn invalid_list_options(reason: &str, field: &str, message: &str) -> ApiError {
+    status(
+        422,
+        "Invalid",
+        format!("ListOptions.meta.k8s.io \"\" is invalid: {field}: {message}"),
+        Some(json!({"group": "meta.k8s.io", "kind": "ListOptions",
+            "causes": [{"reason": reason, "message": message, "field": field}]})),
+    )
 }
 
 /// 401 without (valid) credentials.

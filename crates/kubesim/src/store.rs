@@ -1,8 +1,11 @@
 //! The objects and their history. Every write gets the next resourceVersion and is recorded,
 //! so a watch can start at any version still in the history (older ones are 410 Expired) and
-//! every watcher sees writes in order.
+//! every watcher sees writes in order. A modification carries the version it replaced, so a
+//! watch with a selector can tell an object entering it from one leaving it. Versions are
+//! shared (`Arc`) between the live objects and the history.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
@@ -33,7 +36,9 @@ pub struct Event {
     pub rv: u64,
     pub change: Change,
     pub resource: Resource,
-    pub object: Value,
+    pub object: Arc<Value>,
+    /// The version a MODIFIED event replaced.
+    pub previous: Option<Arc<Value>>,
 }
 
 type Key = (&'static str, &'static str, String, String);
@@ -49,7 +54,7 @@ const HISTORY: usize = 100_000;
 pub struct Store {
     rv: u64,
     uids: u64,
-    objects: BTreeMap<Key, Value>,
+    objects: BTreeMap<Key, Arc<Value>>,
     history: VecDeque<Event>,
     /// The oldest version a watch can start from: every write after it is in the history.
     oldest: u64,
@@ -86,7 +91,7 @@ impl Store {
     }
 
     pub fn get(&self, resource: &Resource, namespace: &str, name: &str) -> Option<&Value> {
-        self.objects.get(&key(resource, namespace, name))
+        self.objects.get(&key(resource, namespace, name)).map(|o| &**o)
     }
 
     /// Objects of a resource, in one namespace or all, ordered by namespace and name.
@@ -104,7 +109,7 @@ impl Store {
             .take_while(|((g, p, ns, _), _)| {
                 *g == resource.group && *p == resource.plural && namespace.is_none_or(|n| n == ns)
             })
-            .map(|(_, v)| v)
+            .map(|(_, v)| &**v)
             .collect()
     }
 
@@ -125,9 +130,10 @@ impl Store {
     /// Stores a new object (its metadata already complete but for resourceVersion).
     pub fn insert(&mut self, resource: &Resource, mut object: Value) -> Value {
         self.stamp(resource, &mut object);
-        self.record(resource, Change::Added, &object);
         let (ns, name) = names(&object);
-        self.objects.insert(key(resource, &ns, &name), object.clone());
+        let shared = Arc::new(object.clone());
+        self.record(resource, Change::Added, shared.clone(), None);
+        self.objects.insert(key(resource, &ns, &name), shared);
         object
     }
 
@@ -140,21 +146,23 @@ impl Store {
             // The stamp below sets the version anyway; borrowing the current one first makes
             // an unchanged object compare equal without a copy.
             object["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
-            if &object == current {
+            if object == **current {
                 return object;
             }
         }
         self.stamp(resource, &mut object);
-        self.record(resource, Change::Modified, &object);
-        self.objects.insert(k, object.clone());
+        let shared = Arc::new(object.clone());
+        let previous = self.objects.insert(k, shared.clone());
+        self.record(resource, Change::Modified, shared, previous);
         object
     }
 
     /// Removes an object; the DELETED event carries its last state with a new version.
     pub fn remove(&mut self, resource: &Resource, namespace: &str, name: &str) -> Option<Value> {
-        let mut object = self.objects.remove(&key(resource, namespace, name))?;
+        let removed = self.objects.remove(&key(resource, namespace, name))?;
+        let mut object = Arc::unwrap_or_clone(removed);
         self.stamp(resource, &mut object);
-        self.record(resource, Change::Deleted, &object);
+        self.record(resource, Change::Deleted, Arc::new(object.clone()), None);
         Some(object)
     }
 
@@ -184,8 +192,14 @@ impl Store {
         object["apiVersion"] = json!(resource.api_version());
     }
 
-    fn record(&mut self, resource: &Resource, change: Change, object: &Value) {
-        let event = Event { rv: self.rv, change, resource: *resource, object: object.clone() };
+    fn record(
+        &mut self,
+        resource: &Resource,
+        change: Change,
+        object: Arc<Value>,
+        previous: Option<Arc<Value>>,
+    ) {
+        let event = Event { rv: self.rv, change, resource: *resource, object, previous };
         self.history.push_back(event.clone());
         if self.history.len() > HISTORY
             && let Some(dropped) = self.history.pop_front()

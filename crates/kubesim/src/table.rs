@@ -249,51 +249,108 @@ fn cells(now: Instant, resource: &Resource, o: &Value) -> Value {
             ])
         }
         "Namespace" => json!([name, o["status"]["phase"], created]),
-        "Event" => {
-            let object = format!(
-                "{}/{}",
-                o["involvedObject"]["kind"].as_str().unwrap_or_default().to_lowercase(),
-                o["involvedObject"]["name"].as_str().unwrap_or_default()
-            );
-            let source = o["source"]["component"].as_str().unwrap_or_default();
-            json!([
-                age(now, &o["lastTimestamp"]),
-                o["type"],
-                o["reason"],
-                object,
-                "",
-                source,
-                o["message"],
-                age(now, &o["firstTimestamp"]),
-                o["count"].as_i64().unwrap_or(1).to_string(),
-                name
-            ])
-        }
+        "Event" => event_cells(now, o),
         _ => json!([name, created]),
     }
 }
 
-fn row(now: Instant, resource: &Resource, object: &Value) -> Value {
-    let mut metadata = object["metadata"].clone();
-    if let Value::Object(m) = &mut metadata {
-        m.remove("managedFields");
+/// `printEvent` (server-side printing is wide): the times of an events.k8s.io Event come
+/// from `eventTime` and its `series`, its count too.
+fn event_cells(now: Instant, o: &Value) -> Value {
+    let first = if o["firstTimestamp"].is_null() {
+        micro_age(now, &o["eventTime"])
+    } else {
+        age(now, &o["firstTimestamp"])
+    };
+    let mut last =
+        if o["lastTimestamp"].is_null() { first.clone() } else { age(now, &o["lastTimestamp"]) };
+    let mut count = o["count"].as_i64().filter(|c| *c != 0).unwrap_or(1);
+    if o["series"].is_object() {
+        last = micro_age(now, &o["series"]["lastObservedTime"]);
+        count = o["series"]["count"].as_i64().unwrap_or(count);
     }
-    json!({"cells": cells(now, resource, object),
-        "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata}})
+    let involved = &o["involvedObject"];
+    let kind = involved["kind"].as_str().unwrap_or_default().to_lowercase();
+    let object = match involved["name"].as_str().filter(|n| !n.is_empty()) {
+        Some(name) => format!("{kind}/{name}"),
+        None => kind,
+    };
+    let first_of = |a: &Value, b: &Value| {
+        a.as_str().filter(|s| !s.is_empty()).or(b.as_str()).unwrap_or_default().to_owned()
+    };
+    let component = first_of(&o["source"]["component"], &o["reportingComponent"]);
+    let instance = first_of(&o["source"]["host"], &o["reportingInstance"]);
+    let source = if instance.is_empty() { component } else { format!("{component}, {instance}") };
+    json!([
+        last,
+        o["type"],
+        o["reason"],
+        object,
+        involved["fieldPath"].as_str().unwrap_or_default(),
+        source,
+        o["message"].as_str().unwrap_or_default().trim(),
+        first,
+        count,
+        o["metadata"]["name"]
+    ])
 }
 
-/// A Table of `objects` (a LIST's items, or one object).
+/// `translateMicroTimestampSince`.
+fn micro_age(now: Instant, timestamp: &Value) -> String {
+    if timestamp.is_null() { "<unknown>".into() } else { age(now, timestamp) }
+}
+
+/// What each row carries besides its cells (`includeObject`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Include {
+    None,
+    /// `PartialObjectMetadata` (the default).
+    Metadata,
+    /// The whole object.
+    Object,
+}
+
+impl Include {
+    /// From the `includeObject` query parameter.
+    pub fn from_query(value: Option<&str>) -> Self {
+        match value {
+            Some("None") => Self::None,
+            Some("Object") => Self::Object,
+            _ => Self::Metadata,
+        }
+    }
+}
+
+fn row(now: Instant, resource: &Resource, object: &Value, include: Include) -> Value {
+    let embedded = match include {
+        Include::None => Value::Null,
+        Include::Metadata => {
+            json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+            "metadata": object["metadata"]})
+        }
+        Include::Object => {
+            let mut whole = object.clone();
+            whole["kind"] = json!(resource.kind);
+            whole["apiVersion"] = json!(resource.api_version());
+            whole
+        }
+    };
+    json!({"cells": cells(now, resource, object), "object": embedded})
+}
+
+/// A Table of `objects` (a LIST's items, or one object) with the list's `metadata`.
 pub fn table(
     now: Instant,
     resource: &Resource,
     objects: &[Value],
-    resource_version: &Value,
+    metadata: Value,
+    include: Include,
 ) -> Value {
     json!({
         "kind": "Table", "apiVersion": "meta.k8s.io/v1",
-        "metadata": {"resourceVersion": resource_version},
+        "metadata": metadata,
         "columnDefinitions": columns(resource),
-        "rows": objects.iter().map(|o| row(now, resource, o)).collect::<Vec<_>>()
+        "rows": objects.iter().map(|o| row(now, resource, o, include)).collect::<Vec<_>>()
     })
 }
 

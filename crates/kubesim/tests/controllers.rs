@@ -76,6 +76,19 @@ fn recreate_scales_down_before_up() {
         .rposition(|m| m.starts_with("Scaled up") && m.ends_with("from 0 to 2"))
         .expect("scaled up");
     assert!(down < up, "{scaling:?}");
+    // The old pods are stopped (terminal) at once and removed after the termination time.
+    let old: Vec<Value> = sim
+        .list(&resources::PODS, "default")
+        .into_iter()
+        .filter(|p| p["spec"]["containers"][0]["image"] == "app:1")
+        .collect();
+    assert!(
+        old.len() == 2
+            && old.iter().all(|p| p["status"]["phase"] == "Succeeded"
+                && p["metadata"]["deletionTimestamp"].is_string()),
+        "{old:?}"
+    );
+    sim.advance(Duration::from_secs(1));
     let pods = sim.list(&resources::PODS, "default");
     assert!(pods.len() == 2 && pods.iter().all(|p| p["spec"]["containers"][0]["image"] == "app:2"));
     assert_eq!(progressing(&sim), "NewReplicaSetAvailable");
@@ -102,6 +115,7 @@ fn paused_then_resumed() {
     patch(&sim, json!({"spec": {"paused": false}}));
     assert_eq!(sim.list(&resources::REPLICASETS, "default").len(), 2);
     assert_eq!(progressing(&sim), "NewReplicaSetAvailable");
+    sim.advance(Duration::from_secs(1));
     assert!(
         sim.list(&resources::PODS, "default")
             .iter()

@@ -63,6 +63,21 @@ impl Kubectl {
         self.ok(&["apply", "-f", file.to_str().unwrap()])
     }
 
+    /// The pods once every pod being deleted is gone: kubectl reports a rollout done while
+    /// old pods still terminate, as on a real cluster.
+    fn pods_after_termination(&self) -> Vec<Value> {
+        let started = std::time::Instant::now();
+        loop {
+            self.sim.settle();
+            let pods = self.sim.list(&resources::PODS, "default");
+            if pods.iter().all(|p| p["metadata"]["deletionTimestamp"].is_null()) {
+                return pods;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "pods never terminated");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn json(&self, args: &[&str]) -> Value {
         let mut args = args.to_vec();
         args.extend(["-o", "json"]);
@@ -123,7 +138,7 @@ fn apply_set_image_and_rollout_status() {
         history,
         "deployment.apps/web \nREVISION  CHANGE-CAUSE\n1         <none>\n2         <none>\n\n"
     );
-    let pods = k.sim.list(&resources::PODS, "default");
+    let pods = k.pods_after_termination();
     assert_eq!(pods.len(), 3);
     assert!(pods.iter().all(|p| p["spec"]["containers"][0]["image"] == "nginx:1.28"));
 }
@@ -188,7 +203,7 @@ fn rollout_undo_and_scale() {
     assert_eq!(k.ok(&["scale", "deployment/web", "--replicas=4"]), "deployment.apps/web scaled\n");
     let out = k.ok(&["rollout", "status", "deployment/web", "--timeout=20s"]);
     assert!(out.ends_with("successfully rolled out\n"), "{out}");
-    assert_eq!(k.sim.list(&resources::PODS, "default").len(), 4);
+    assert_eq!(k.pods_after_termination().len(), 4);
 }
 
 /// Events of the controllers, and container logs (current and previous instance).
@@ -322,10 +337,7 @@ fn daemonset_rollout() {
     let out = k.ok(&["rollout", "status", "daemonset/agent", "--timeout=20s"]);
     assert!(out.ends_with("successfully rolled out\n"), "{out}");
     assert!(
-        k.sim
-            .list(&resources::PODS, "default")
-            .iter()
-            .all(|p| p["spec"]["containers"][0]["image"] == "agent:2")
+        k.pods_after_termination().iter().all(|p| p["spec"]["containers"][0]["image"] == "agent:2")
     );
     k.ok(&[
         "patch",
@@ -334,7 +346,7 @@ fn daemonset_rollout() {
         r#"{"spec":{"template":{"spec":{"nodeSelector":{"kubernetes.io/arch":"arm64"}}}}}"#,
     ]);
     k.ok(&["rollout", "status", "daemonset/agent", "--timeout=20s"]);
-    let pods = k.sim.list(&resources::PODS, "default");
+    let pods = k.pods_after_termination();
     assert_eq!(pods.len(), 1, "{pods:?}");
     assert_eq!(pods[0]["spec"]["nodeName"], "node-2");
 }

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::{PodName, condition, controlled_by, create_owned_pod, events, int, pod_ready, text};
+use super::{PodName, condition, controlled_by, create_owned_pod, events, pod_ready, text};
 use crate::resources::{DAEMONSETS, NODES, PODS};
 use crate::{Shared, State};
 
@@ -31,12 +31,14 @@ fn sync(shared: &Shared, state: &mut State, ds: &Value) {
         .filter(|n| selector.iter().all(|(k, v)| n["metadata"]["labels"][k] == *v))
         .map(|n| text(n, "/metadata/name").to_owned())
         .collect();
+    // getNodesToDaemonPods: a terminal pod being deleted is the kubelet's business only.
     let owned = |state: &State| -> Vec<Value> {
         state
             .store
             .list(&PODS, Some(&ns))
             .into_iter()
             .filter(|p| controlled_by(p, &uid))
+            .filter(|p| !super::terminal(p) || p["metadata"]["deletionTimestamp"].is_null())
             .cloned()
             .collect()
     };
@@ -48,20 +50,20 @@ fn sync(shared: &Shared, state: &mut State, ds: &Value) {
     // Replace stale pods, at most maxUnavailable unavailable at a time.
     let pods = owned(state);
     if !on_delete {
-        let max_unavailable =
-            int(ds, "/spec/updateStrategy/rollingUpdate/maxUnavailable", 1).max(1);
+        let max_unavailable = max_unavailable(ds, nodes.len() as i64);
         let unavailable =
             nodes.iter().filter(|n| !on_node(&pods, n).is_some_and(|p| pod_ready(&p))).count()
                 as i64;
         let mut budget = max_unavailable - unavailable;
-        for pod in
-            pods.iter().filter(|p| text(p, "/metadata/labels/controller-revision-hash") != hash)
-        {
+        for pod in pods.iter().filter(|p| {
+            p["metadata"]["deletionTimestamp"].is_null()
+                && text(p, "/metadata/labels/controller-revision-hash") != hash
+        }) {
             if budget <= 0 {
                 break;
             }
             let pod_name = text(pod, "/metadata/name").to_owned();
-            state.store.remove(&PODS, &ns, &pod_name);
+            super::delete(shared, state, PODS, pod);
             events::record(
                 shared,
                 state,
@@ -82,7 +84,10 @@ fn sync(shared: &Shared, state: &mut State, ds: &Value) {
         }
         let mut owner = ds.clone();
         owner["spec"]["template"]["spec"]["nodeName"] = json!(node);
-        let labels = json!({"controller-revision-hash": hash, "pod-template-generation": ds["metadata"]["generation"].as_i64().unwrap_or(1).to_string()});
+        add_daemon_tolerations(&mut owner["spec"]["template"]["spec"]);
+        let generation = text(ds, "/metadata/annotations/deprecated.daemonset.template.generation");
+        let labels = json!({"controller-revision-hash": hash,
+            "pod-template-generation": if generation.is_empty() { "1" } else { generation }});
         let prefix = format!("{name}-");
         match create_owned_pod(shared, state, &owner, PodName::Generate(&prefix), &labels) {
             Ok(pod) => events::record(
@@ -132,5 +137,55 @@ fn sync(shared: &Shared, state: &mut State, ds: &Value) {
         let mut updated = ds.clone();
         updated["status"] = status;
         state.store.replace(&DAEMONSETS, updated);
+    }
+}
+
+/// `maxUnavailable` of the rolling update, a percentage of the nodes that should run the
+/// pod rounded up (`GetScaledValueFromIntOrPercent`), at least 1 when maxSurge is 0.
+fn max_unavailable(ds: &Value, desired: i64) -> i64 {
+    let value = &ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"];
+    let scaled = match value {
+        Value::String(s) => match s.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()) {
+            Some(percent) => (percent * desired + 99) / 100,
+            None => s.parse().unwrap_or(1),
+        },
+        other => other.as_i64().unwrap_or(1),
+    };
+    scaled.max(1)
+}
+
+/// The tolerations the DaemonSet controller gives its pods, so node conditions do not evict
+/// or keep them off (`AddOrUpdateDaemonPodTolerations`).
+fn add_daemon_tolerations(spec: &mut Value) {
+    let mut tolerations = spec["tolerations"].as_array().cloned().unwrap_or_default();
+    let wanted = [
+        ("node.kubernetes.io/not-ready", "NoExecute"),
+        ("node.kubernetes.io/unreachable", "NoExecute"),
+        ("node.kubernetes.io/disk-pressure", "NoSchedule"),
+        ("node.kubernetes.io/memory-pressure", "NoSchedule"),
+        ("node.kubernetes.io/pid-pressure", "NoSchedule"),
+        ("node.kubernetes.io/unschedulable", "NoSchedule"),
+    ];
+    for (key, effect) in wanted {
+        if !tolerations.iter().any(|t| t["key"] == key && t["effect"] == effect) {
+            tolerations.push(json!({"key": key, "operator": "Exists", "effect": effect}));
+        }
+    }
+    spec["tolerations"] = json!(tolerations);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Percentages of the desired pods round up; a number is taken as it is; never below 1.
+    #[test]
+    fn max_unavailable_scales_percentages() {
+        let ds = |v: Value| json!({"spec": {"updateStrategy": {"rollingUpdate": {"maxUnavailable": v}}}});
+        assert_eq!(max_unavailable(&ds(json!("50%")), 5), 3);
+        assert_eq!(max_unavailable(&ds(json!("10%")), 2), 1);
+        assert_eq!(max_unavailable(&ds(json!("0%")), 4), 1);
+        assert_eq!(max_unavailable(&ds(json!(2)), 4), 2);
+        assert_eq!(max_unavailable(&json!({}), 4), 1);
     }
 }

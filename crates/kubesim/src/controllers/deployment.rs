@@ -146,7 +146,8 @@ fn scale(shared: &Shared, state: &mut State, d: &Value, rs: &Value, to: i64) -> 
     rs["metadata"]["annotations"][DESIRED] = json!(int(d, "/spec/replicas", 1).to_string());
     rs["metadata"]["annotations"][MAX] =
         json!((int(d, "/spec/replicas", 1) + max_surge(d)).to_string());
-    let written = state.store.replace(&REPLICASETS, rs);
+    // An update of the ReplicaSet's spec: its generation moves, as with the real controller.
+    let written = crate::api::controller_update(state, &REPLICASETS, rs);
     if from != to {
         let direction = if to > from { "up" } else { "down" };
         let name = text(&written, "/metadata/name");
@@ -234,7 +235,7 @@ fn sync(shared: &Shared, state: &mut State, now: Instant, d: Value) -> Option<In
     let all = owned_replicasets(state, &d);
     let new_rs = all.iter().find(|rs| rs["metadata"]["uid"] == new_rs["metadata"]["uid"]).cloned();
     if !scaled {
-        cleanup(state, &d, &all, new_rs.as_ref());
+        cleanup(shared, state, &d, &all, new_rs.as_ref());
     }
     sync_rollout_status(shared, state, now, &d, &all, new_rs.as_ref())
 }
@@ -506,11 +507,12 @@ fn recreate(shared: &Shared, state: &mut State, d: &Value, old: &[Value], new_rs
         return true;
     }
     let ns = d["metadata"]["namespace"].as_str().unwrap_or_default();
-    let old_pods_left = state
-        .store
-        .list(&PODS, Some(ns))
-        .into_iter()
-        .any(|p| old.iter().any(|rs| controlled_by(p, &rs["metadata"]["uid"])));
+    // oldPodsRunning: old ReplicaSets report no replicas and none of their pods is left
+    // outside a terminal phase.
+    let old_pods_left = old.iter().any(|rs| status_int(rs, "replicas") > 0)
+        || state.store.list(&PODS, Some(ns)).into_iter().any(|p| {
+            !super::terminal(p) && old.iter().any(|rs| controlled_by(p, &rs["metadata"]["uid"]))
+        });
     if old_pods_left {
         return false;
     }
@@ -523,7 +525,7 @@ fn recreate(shared: &Shared, state: &mut State, d: &Value, old: &[Value], new_rs
 }
 
 /// Deletes old ReplicaSets beyond revisionHistoryLimit once they are empty.
-fn cleanup(state: &mut State, d: &Value, all: &[Value], new_rs: Option<&Value>) {
+fn cleanup(shared: &Shared, state: &mut State, d: &Value, all: &[Value], new_rs: Option<&Value>) {
     let limit = int(d, "/spec/revisionHistoryLimit", 10);
     let removable: Vec<&Value> = all
         .iter()
@@ -532,10 +534,7 @@ fn cleanup(state: &mut State, d: &Value, all: &[Value], new_rs: Option<&Value>) 
         .collect();
     let excess = removable.len() as i64 - limit;
     for rs in removable.into_iter().take(excess.max(0) as usize) {
-        let (ns, name) = crate::store::names(rs);
-        if let Some(removed) = state.store.remove(&REPLICASETS, &ns, &name) {
-            crate::api::collect_garbage(state, &removed);
-        }
+        super::delete(shared, state, REPLICASETS, rs);
     }
 }
 
@@ -560,6 +559,10 @@ fn calculate_status(d: &Value, all: &[Value], new_rs: Option<&Value>, stamp: &st
     if let Value::Object(m) = &mut status {
         m.retain(|k, v| k == "observedGeneration" || v.as_i64() != Some(0));
     }
+    // A pointer: written whenever it is known, zero included.
+    if let Some(terminating) = terminating_replicas(all) {
+        status["terminatingReplicas"] = json!(terminating);
+    }
     let (state, reason, message) = if available >= replicas - max_unavailable(d) {
         ("True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
     } else {
@@ -571,6 +574,20 @@ fn calculate_status(d: &Value, all: &[Value], new_rs: Option<&Value>, stamp: &st
     set_condition(&mut conditions, available, true);
     status["conditions"] = json!(conditions);
     status
+}
+
+/// `GetTerminatingReplicaCountForReplicaSets`: the sum over the ReplicaSets, unknown when one
+/// the controller has synced does not report it; never-synced ones do not count.
+fn terminating_replicas(all: &[Value]) -> Option<i64> {
+    let mut sum = 0;
+    for rs in all {
+        match rs["status"]["terminatingReplicas"].as_i64() {
+            Some(n) => sum += n,
+            None if status_int(rs, "observedGeneration") == 0 => {}
+            None => return None,
+        }
+    }
+    Some(sum)
 }
 
 /// Writes a status that changed.

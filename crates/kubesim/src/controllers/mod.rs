@@ -5,9 +5,12 @@
 pub mod daemonset;
 pub mod deployment;
 pub mod events;
+pub mod garbage;
 pub mod pods;
 pub mod replicaset;
 pub mod statefulset;
+
+pub(crate) use replicaset::ready_since;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,6 +19,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::clock::Instant;
+use crate::resources::Resource;
 use crate::{Shared, State};
 
 /// Earliest of optional times.
@@ -35,11 +39,13 @@ pub fn reconcile(shared: &Shared, state: &mut State) -> Option<Instant> {
         next = None;
         next = earliest(next, deployment::reconcile(shared, state, now));
         next = earliest(next, replicaset::reconcile(shared, state, now));
-        statefulset::reconcile(shared, state);
+        next = earliest(next, statefulset::reconcile(shared, state, now));
         daemonset::reconcile(shared, state);
         next = earliest(next, pods::schedule(shared, state, now));
-        next = earliest(next, pods::run_kubelet(shared, state, now));
-        if state.store.resource_version() == before {
+        let (kubelet, deferred) = pods::run_kubelet(shared, state, now);
+        next = earliest(next, kubelet);
+        garbage::collect(shared, state);
+        if state.store.resource_version() == before && !deferred {
             break;
         }
     }
@@ -115,6 +121,30 @@ pub(crate) fn create_owned_pod(
     })
 }
 
+/// Deletes an object as a controller's client does (DELETE with the default options: a pod
+/// gracefully). Gone already is fine.
+pub(crate) fn delete(shared: &Shared, state: &mut State, resource: Resource, object: &Value) {
+    let (namespace, name) = crate::store::names(object);
+    let target = crate::api::Target {
+        resource,
+        namespace: resource.namespaced.then_some(namespace),
+        name: Some(name),
+        subresource: None,
+    };
+    let _ =
+        crate::deletion::delete(shared, state, &target, &crate::deletion::DeleteOptions::default());
+}
+
+/// Whether a pod is in a terminal phase.
+pub(crate) fn terminal(pod: &Value) -> bool {
+    matches!(text(pod, "/status/phase"), "Succeeded" | "Failed")
+}
+
+/// Whether a pod is being deleted and still running (`IsPodTerminating`).
+pub(crate) fn terminating(pod: &Value) -> bool {
+    !pod["metadata"]["deletionTimestamp"].is_null() && !terminal(pod)
+}
+
 /// Whether a pod is Ready.
 pub(crate) fn pod_ready(pod: &Value) -> bool {
     condition(&pod["status"], "Ready").is_some_and(|c| c["status"] == "True")
@@ -128,6 +158,11 @@ pub(crate) fn int(value: &Value, pointer: &str, default: i64) -> i64 {
 /// A JSON string at a pointer.
 pub(crate) fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
     value.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// Whether `object` has an owner reference to the object with `uid`.
+pub(crate) fn owned_by(object: &Value, uid: &Value) -> bool {
+    object["metadata"]["ownerReferences"].as_array().into_iter().flatten().any(|r| r["uid"] == *uid)
 }
 
 /// Whether `object` is controlled by the object with `uid`.

@@ -1,5 +1,6 @@
-//! The ReplicaSet controller (`pkg/controller/replicaset`): creates and deletes pods to match
-//! `spec.replicas` and writes the status counts, with `minReadySeconds` delaying availability.
+//! The ReplicaSet controller (`pkg/controller/replicaset`): creates pods and deletes them
+//! (gracefully) to match `spec.replicas`, and writes the status counts: pods being deleted
+//! are not `replicas` but `terminatingReplicas`, and `minReadySeconds` delays availability.
 
 use std::time::Duration;
 
@@ -20,12 +21,12 @@ pub fn reconcile(shared: &Shared, state: &mut State, now: Instant) -> Option<Ins
     next
 }
 
+/// `IsPodActive`: neither being deleted nor terminal.
 fn active(pod: &Value) -> bool {
-    pod["metadata"]["deletionTimestamp"].is_null()
-        && !matches!(text(pod, "/status/phase"), "Succeeded" | "Failed")
+    pod["metadata"]["deletionTimestamp"].is_null() && !super::terminal(pod)
 }
 
-fn ready_since(pod: &Value) -> Option<Instant> {
+pub(crate) fn ready_since(pod: &Value) -> Option<Instant> {
     let ready = condition(&pod["status"], "Ready")?;
     if ready["status"] != "True" {
         return None;
@@ -54,13 +55,13 @@ fn deletion_rank(pod: &Value) -> (bool, bool, bool, i64, std::cmp::Reverse<Strin
 fn sync(shared: &Shared, state: &mut State, now: Instant, rs: &Value) -> Option<Instant> {
     let ns = text(rs, "/metadata/namespace").to_owned();
     let uid = rs["metadata"]["uid"].clone();
-    let mut pods: Vec<Value> = state
-        .store
-        .list(&PODS, Some(&ns))
-        .into_iter()
-        .filter(|p| controlled_by(p, &uid) && active(p))
-        .cloned()
-        .collect();
+    let owned: Vec<&Value> =
+        state.store.list(&PODS, Some(&ns)).into_iter().filter(|p| controlled_by(p, &uid)).collect();
+    let terminating = owned.iter().filter(|p| super::terminating(p)).count();
+    let mut pods: Vec<Value> = owned.into_iter().filter(|p| active(p)).cloned().collect();
+    // The status counts the pods as this sync found them, before it creates or deletes any
+    // (the next sync counts those), as `syncReplicaSet` does.
+    let found = pods.clone();
     let wanted = int(rs, "/spec/replicas", 1);
     let diff = pods.len() as i64 - wanted;
     let mut failure: Option<String> = None;
@@ -78,7 +79,6 @@ fn sync(shared: &Shared, state: &mut State, now: Instant, rs: &Value) -> Option<
                         &format!("Created pod: {name}"),
                         "replicaset-controller",
                     );
-                    pods.push(pod);
                 }
                 Err(message) => {
                     events::record(
@@ -98,8 +98,8 @@ fn sync(shared: &Shared, state: &mut State, now: Instant, rs: &Value) -> Option<
     } else if diff > 0 {
         pods.sort_by_key(deletion_rank);
         for pod in pods.drain(..diff as usize) {
-            let (pns, name) = crate::store::names(&pod);
-            state.store.remove(&PODS, &pns, &name);
+            let name = text(&pod, "/metadata/name").to_owned();
+            super::delete(shared, state, PODS, &pod);
             events::record(
                 shared,
                 state,
@@ -116,7 +116,7 @@ fn sync(shared: &Shared, state: &mut State, now: Instant, rs: &Value) -> Option<
     let template_labels = &rs["spec"]["template"]["metadata"]["labels"];
     let mut next = None;
     let (mut ready, mut available, mut labeled) = (0, 0, 0);
-    for pod in &pods {
+    for pod in &found {
         let matches = template_labels
             .as_object()
             .into_iter()
@@ -133,11 +133,17 @@ fn sync(shared: &Shared, state: &mut State, now: Instant, rs: &Value) -> Option<
         }
     }
     let mut status = json!({
-        "replicas": pods.len(), "fullyLabeledReplicas": labeled, "readyReplicas": ready,
-        "availableReplicas": available, "observedGeneration": rs["metadata"]["generation"]
+        "replicas": found.len(), "fullyLabeledReplicas": labeled, "readyReplicas": ready,
+        "availableReplicas": available, "observedGeneration": rs["metadata"]["generation"],
+        "terminatingReplicas": terminating
     });
+    // `replicas` has no omitempty and `terminatingReplicas` is a pointer: both are written
+    // when zero; the other counters are not.
     if let Value::Object(m) = &mut status {
-        m.retain(|k, v| k == "replicas" || k == "observedGeneration" || v.as_i64() != Some(0));
+        m.retain(|k, v| {
+            matches!(k.as_str(), "replicas" | "observedGeneration" | "terminatingReplicas")
+                || v.as_i64() != Some(0)
+        });
     }
     let mut conditions: Vec<Value> =
         rs["status"]["conditions"].as_array().cloned().unwrap_or_default();
@@ -148,10 +154,7 @@ fn sync(shared: &Shared, state: &mut State, now: Instant, rs: &Value) -> Option<
                 "reason": "FailedCreate", "message": message}),
             false,
         ),
-        None if diff <= 0 && pods.len() as i64 == wanted => {
-            conditions.retain(|c| c["type"] != "ReplicaFailure")
-        }
-        None => {}
+        None => conditions.retain(|c| c["type"] != "ReplicaFailure"),
     }
     if !conditions.is_empty() {
         status["conditions"] = json!(conditions);

@@ -5,17 +5,24 @@
 
 use serde_json::{Value, json};
 
-use super::{PodName, controlled_by, create_owned_pod, events, int, pod_ready, text};
+use std::time::Duration;
+
+use super::{PodName, controlled_by, create_owned_pod, earliest, events, int, pod_ready, text};
+use crate::clock::Instant;
 use crate::resources::{CONTROLLER_REVISIONS, PODS, STATEFULSETS};
 use crate::{Shared, State};
 
 const REVISION_LABEL: &str = "controller-revision-hash";
 
-pub fn reconcile(shared: &Shared, state: &mut State) {
+/// Reconciles every StatefulSet once; returns when a pod becomes available by
+/// minReadySeconds.
+pub fn reconcile(shared: &Shared, state: &mut State, now: Instant) -> Option<Instant> {
     let sets: Vec<Value> = state.store.list(&STATEFULSETS, None).into_iter().cloned().collect();
+    let mut next = None;
     for sts in sets {
-        sync(shared, state, &sts);
+        next = earliest(next, sync(shared, state, now, &sts));
     }
+    next
 }
 
 /// The ControllerRevision name for the current template, creating it when new.
@@ -55,7 +62,7 @@ pub(crate) fn revision(shared: &Shared, state: &mut State, owner: &Value) -> Str
     name
 }
 
-fn sync(shared: &Shared, state: &mut State, sts: &Value) {
+fn sync(shared: &Shared, state: &mut State, now: Instant, sts: &Value) -> Option<Instant> {
     let ns = text(sts, "/metadata/namespace").to_owned();
     let name = text(sts, "/metadata/name").to_owned();
     let update_revision = revision(shared, state, sts);
@@ -138,8 +145,11 @@ fn sync(shared: &Shared, state: &mut State, sts: &Value) {
         })
         .map(|p| text(p, "/metadata/name").to_owned())
         .collect();
-    if let Some(victim) = extra.last() {
-        state.store.remove(&PODS, &ns, victim);
+    if let Some(victim) = extra.last()
+        && let Some(pod) = state.store.get(&PODS, &ns, victim).cloned()
+        && pod["metadata"]["deletionTimestamp"].is_null()
+    {
+        super::delete(shared, state, PODS, &pod);
     }
 
     // Rolling update: one pod at a time, highest ordinal first, down to the partition.
@@ -151,9 +161,11 @@ fn sync(shared: &Shared, state: &mut State, sts: &Value) {
                 text(p, "/metadata/labels/controller-revision-hash") != update_revision
             })
         });
-        if let Some(i) = stale {
+        if let Some(i) = stale
+            && let Some(pod) = pods[i as usize].as_ref()
+        {
             let pod_name = format!("{name}-{i}");
-            state.store.remove(&PODS, &ns, &pod_name);
+            super::delete(shared, state, PODS, pod);
             events::record(
                 shared,
                 state,
@@ -167,8 +179,10 @@ fn sync(shared: &Shared, state: &mut State, sts: &Value) {
     }
 
     let pods: Vec<Value> = pods_of(state).into_iter().flatten().collect();
+    // computeReplicaStatus: pods being deleted count as replicas, not as current or updated.
     let at = |revision: &str| {
         pods.iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
             .filter(|p| text(p, "/metadata/labels/controller-revision-hash") == revision)
             .count() as i64
     };
@@ -176,20 +190,30 @@ fn sync(shared: &Shared, state: &mut State, sts: &Value) {
     if updated == replicas && pods.iter().all(pod_ready) {
         current_revision = update_revision.clone();
     }
-    let ready = pods.iter().filter(|p| pod_ready(p)).count() as i64;
+    let min_ready = Duration::from_secs(int(sts, "/spec/minReadySeconds", 0).max(0) as u64);
+    let mut next = None;
+    let (mut ready, mut available) = (0, 0);
+    for pod in pods.iter().filter(|p| text(p, "/status/phase") == "Running" && pod_ready(p)) {
+        ready += 1;
+        match super::ready_since(pod) {
+            Some(since) if since + min_ready > now => {
+                next = earliest(next, Some(since + min_ready));
+            }
+            _ => available += 1,
+        }
+    }
     let mut status = json!({
         "observedGeneration": sts["metadata"]["generation"], "replicas": pods.len(),
-        "readyReplicas": ready, "availableReplicas": ready,
+        "readyReplicas": ready, "availableReplicas": available,
         "currentReplicas": at(&current_revision), "updatedReplicas": updated,
         "currentRevision": current_revision, "updateRevision": update_revision,
         "collisionCount": sts["status"]["collisionCount"].as_i64().unwrap_or(0)
     });
+    // `replicas` and `availableReplicas` have no omitempty; the other counters do.
     if let Value::Object(m) = &mut status {
         m.retain(|k, v| {
-            !matches!(
-                k.as_str(),
-                "readyReplicas" | "availableReplicas" | "currentReplicas" | "updatedReplicas"
-            ) || v.as_i64() != Some(0)
+            !matches!(k.as_str(), "readyReplicas" | "currentReplicas" | "updatedReplicas")
+                || v.as_i64() != Some(0)
         });
     }
     if status != sts["status"] {
@@ -197,4 +221,5 @@ fn sync(shared: &Shared, state: &mut State, sts: &Value) {
         updated["status"] = status;
         state.store.replace(&STATEFULSETS, updated);
     }
+    next
 }

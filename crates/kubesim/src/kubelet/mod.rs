@@ -69,7 +69,18 @@ pub struct Kubelet {
     pulls: BTreeMap<String, Pull>,
     to_pull: Vec<String>,
     containers: BTreeMap<(String, String), Container>,
+    /// Pods being deleted, by uid: when their kubelet removes them.
+    stopping: BTreeMap<String, Instant>,
     pod_ips: u64,
+}
+
+/// What a sync of a pod being deleted produced.
+#[derive(Debug, Default)]
+pub struct Stopped {
+    /// The events of stopping its containers (the first sync only) and when to look again.
+    pub synced: Synced,
+    /// Its containers have stopped and the time is up: delete it with grace 0.
+    pub remove: bool,
 }
 
 /// Earliest of optional times.
@@ -143,6 +154,26 @@ impl Kubelet {
     /// Forgets the containers of pods whose uid is not in `live`.
     pub fn retain_pods(&mut self, live: &BTreeSet<String>) {
         self.containers.retain(|(uid, _), _| live.contains(uid));
+        self.stopping.retain(|uid, _| live.contains(uid));
+    }
+
+    /// The kubelet's work on a pod being deleted: the first sync stops its containers
+    /// ([`Kubelet::terminate`]); once `delay` has passed (at most its grace period) it is
+    /// due for removal.
+    pub fn stop(&mut self, pod: &mut Value, now: Instant, delay: Duration) -> Stopped {
+        let uid = text(pod, "/metadata/uid").to_owned();
+        let grace = pod["metadata"]["deletionGracePeriodSeconds"]
+            .as_u64()
+            .or(pod["spec"]["terminationGracePeriodSeconds"].as_u64())
+            .unwrap_or(30);
+        let first = !self.stopping.contains_key(&uid);
+        let due = *self.stopping.entry(uid).or_insert(now + delay.min(Duration::from_secs(grace)));
+        let mut synced = if first { self.terminate(pod, now) } else { Synced::default() };
+        let remove = now >= due;
+        if !remove {
+            synced.next = earliest(synced.next, Some(due));
+        }
+        Stopped { synced, remove }
     }
 
     /// The kubelet's work on one scheduled pod at `now`: pulls, starts, crashes and restarts

@@ -168,7 +168,6 @@ enum Write {
 /// Runs the agent until the runtime ends.
 pub async fn run(agent: Arc<Agent>, client: kube::Client) {
     tokio::spawn(watch(agent.clone(), client.clone()));
-    let mut terminating: BTreeMap<String, Instant> = BTreeMap::new();
     let mut recorder = Recorder::default();
     loop {
         let now = agent.clock.now();
@@ -183,23 +182,15 @@ pub async fn run(agent: Arc<Agent>, client: kube::Client) {
                 let mut updated = pod.clone();
                 let uid = text(pod, "/metadata/uid").to_owned();
                 let synced = if pod["metadata"]["deletionTimestamp"].is_string() {
-                    let grace = pod["spec"]["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
-                    let delay = agent.termination.min(Duration::from_secs(grace));
-                    let first = !terminating.contains_key(&uid);
-                    let due = *terminating.entry(uid.clone()).or_insert(now + delay);
-                    if now >= due {
+                    let stopped = kubelet.stop(&mut updated, now, agent.termination);
+                    if stopped.remove {
                         writes.push(Write::Delete {
                             namespace: text(pod, "/metadata/namespace").to_owned(),
                             name: text(pod, "/metadata/name").to_owned(),
-                            uid: uid.clone(),
+                            uid,
                         });
-                    } else {
-                        next = earliest(next, Some(due));
                     }
-                    if !first {
-                        continue;
-                    }
-                    kubelet.terminate(&mut updated, now)
+                    stopped.synced
                 } else {
                     let synced = kubelet.sync(&mut updated, now);
                     updated["status"]["hostIP"] = json!("127.0.0.1");
@@ -215,17 +206,18 @@ pub async fn run(agent: Arc<Agent>, client: kube::Client) {
             let live: BTreeSet<String> =
                 pods.iter().map(|p| text(p, "/metadata/uid").to_owned()).collect();
             kubelet.retain_pods(&live);
-            terminating.retain(|uid, _| live.contains(uid));
             kubelet.take_pulls()
         };
         for image in pulls {
             tokio::spawn(pull(agent.clone(), image));
         }
-        for write in writes {
-            apply(&agent, &client, write).await;
-        }
+        // Events first, as a kubelet records them while it syncs a pod and its status
+        // manager writes the status after: a client that reacts to the status finds them.
         for (pod, event) in events {
             recorder.record(&client, &pod, &event, now).await;
+        }
+        for write in writes {
+            apply(&agent, &client, write).await;
         }
         let sleep =
             next.map_or(Duration::from_secs(3600), |at| at.saturating_sub(agent.clock.now()));
