@@ -2,14 +2,19 @@
 //! `KUBECONFIG` path list, else `~/.kube/config`, else the in-cluster service account; the
 //! `context` input picks the context. The namespace is the `namespace` input, else the
 //! context's, else the service account's, else `default` (kube's `default_namespace`).
+//!
+//! An EKS, GKE or AKS exec plugin that is not installed, and the `cluster` input, are the
+//! [`cloud`] module's: it mints the token, and a layer around kube's client sends it.
+
+pub mod cloud;
 
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-/// Why the cluster cannot be reached from this configuration. All are exit 2: nothing was
-/// sent to any cluster.
+/// Why the cluster cannot be reached from this configuration: exit 2, nothing was sent to any
+/// cluster; but a cloud that refuses kubeship's credentials is exit 4.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
@@ -23,15 +28,29 @@ pub enum Error {
     #[error("{source_} has no context {context:?}; it has: {available}")]
     Context { source_: String, context: String, available: String },
     #[error(
-        "the kubeconfig authenticates with the exec plugin {command:?}, which is not on PATH \
-         (EKS and GKE kubeconfigs need aws or gke-gcloud-auth-plugin): install it in the step's \
-         image, or use a kubeconfig with a service-account token"
+        "the kubeconfig authenticates with the exec plugin {command:?}, which is not on PATH and \
+         which kubeship cannot stand in for (it does for aws eks get-token, aws-iam-authenticator, \
+         gke-gcloud-auth-plugin and kubelogin): install it in the step's image, or use a \
+         kubeconfig with a service-account token"
     )]
     ExecPluginMissing { command: String },
+    /// The cloud login that stands in for an exec plugin, or serves the `cluster` input.
+    #[error(transparent)]
+    Cloud(#[from] cloud::Error),
     #[error("the in-cluster service account cannot be used: {0}")]
     InCluster(String),
     #[error("the kubeconfig's cluster settings cannot be used: {0}")]
     Client(String),
+}
+
+impl Error {
+    /// 2 for configuration, 4 when a cloud refused or could not be reached.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Cloud(e) => e.exit_code(),
+            _ => 2,
+        }
+    }
 }
 
 /// Where the kubeconfig comes from, as the inputs and environment say.
@@ -47,6 +66,8 @@ pub struct Access {
     pub kubeconfig_paths: Vec<PathBuf>,
     /// `$HOME`, for `~/.kube/config`.
     pub home: Option<PathBuf>,
+    /// The `cluster` input, the cloud inputs and the cloud variables of the environment.
+    pub cloud: cloud::Settings,
 }
 
 /// A client and the namespace the targets live in.
@@ -55,6 +76,8 @@ pub struct Cluster {
     pub namespace: String,
     /// Said once, as a warning: `insecure-skip-tls-verify`.
     pub warnings: Vec<String>,
+    /// Who kubeship authenticated as, when it minted the token itself.
+    pub identity: Option<cloud::IdentityCell>,
 }
 
 /// Builds the client. Sends nothing.
@@ -63,9 +86,58 @@ pub struct Cluster {
 /// Every [`Error`]; all are configuration errors.
 pub async fn connect(access: &Access) -> Result<Cluster, Error> {
     crate::tls::install_crypto_provider();
+    let (mut config, login) = match &access.cloud.cluster {
+        Some(cluster) => {
+            let (located, login) = cloud::for_cluster(cluster, &access.cloud).await?;
+            (located_config(&located)?, Some(login))
+        }
+        None => (kubeconfig(access).await?, None),
+    };
+    mask_credentials(&config.auth_info);
+    let mut login = login;
+    if let Some(exec) = config.auth_info.exec.clone()
+        && let Some(command) = exec.command.clone()
+        && !on_path(&command)
+    {
+        let args = exec.args.clone().unwrap_or_default();
+        let Some(plugin) = cloud::recognise(&command, &args) else {
+            return Err(Error::ExecPluginMissing { command });
+        };
+        let env = exec_env(&exec);
+        login = Some(cloud::for_plugin(&plugin, &access.cloud, &env).await?);
+        // kube's own exec would run the missing binary: the layer below sends the token instead.
+        config.auth_info.exec = None;
+    }
+    let mut warnings = Vec::new();
+    if config.accept_invalid_certs {
+        warnings.push(
+            "the kubeconfig sets insecure-skip-tls-verify: the API server's identity is not checked; \
+             give its CA (certificate-authority-data) instead"
+                .to_owned(),
+        );
+    }
+    let namespace = access.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
+    let client_error = |e: kube::Error| Error::Client(crate::error::render_chain(&e));
+    let (client, identity) = match login {
+        Some(login) => {
+            crate::log::info(&login.note);
+            let layer = cloud::BearerLayer::new(login.cache.clone());
+            let client = kube::client::ClientBuilder::try_from(config)
+                .map_err(client_error)?
+                .with_layer(&layer)
+                .build();
+            (client, Some(login.identity))
+        }
+        None => (kube::Client::try_from(config).map_err(client_error)?, None),
+    };
+    Ok(Cluster { client, namespace, warnings, identity })
+}
+
+/// The kubeconfig's configuration (or the in-cluster one), with the `context` input applied.
+async fn kubeconfig(access: &Access) -> Result<kube::Config, Error> {
     let options =
         KubeConfigOptions { context: access.context.clone(), ..KubeConfigOptions::default() };
-    let config = match load(access)? {
+    Ok(match load(access)? {
         Some((source_, kubeconfig)) => {
             if let Some(context) = &access.context
                 && !kubeconfig.contexts.iter().any(|c| &c.name == context)
@@ -86,25 +158,29 @@ pub async fn connect(access: &Access) -> Result<Cluster, Error> {
             kube::config::InClusterError::ReadEnvironmentVariable(_) => Error::Missing,
             other => Error::InCluster(crate::error::render_chain(&other)),
         })?,
-    };
-    mask_credentials(&config.auth_info);
-    if let Some(command) = config.auth_info.exec.as_ref().and_then(|e| e.command.clone())
-        && !on_path(&command)
-    {
-        return Err(Error::ExecPluginMissing { command });
+    })
+}
+
+/// The configuration of a cluster the cloud described (the `cluster` input).
+fn located_config(located: &cloud::Located) -> Result<kube::Config, Error> {
+    let bad = |detail: String| cloud::Error::Answer { service: "the cloud".into(), detail };
+    let url = located
+        .server
+        .parse::<http::Uri>()
+        .map_err(|_| bad(format!("its cluster endpoint {:?} is not a URL", located.server)))?;
+    let mut config = kube::Config::new(url);
+    if let Some(pem) = &located.ca_pem {
+        let certs = crate::tls::parse_pem_certificates(pem)
+            .map_err(|e| bad(format!("the cluster's CA {e}")))?;
+        config.root_cert = Some(certs);
     }
-    let mut warnings = Vec::new();
-    if config.accept_invalid_certs {
-        warnings.push(
-            "the kubeconfig sets insecure-skip-tls-verify: the API server's identity is not checked; \
-             give its CA (certificate-authority-data) instead"
-                .to_owned(),
-        );
-    }
-    let namespace = access.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
-    let client = kube::Client::try_from(config)
-        .map_err(|e| Error::Client(crate::error::render_chain(&e)))?;
-    Ok(Cluster { client, namespace, warnings })
+    Ok(config)
+}
+
+/// The exec plugin's own `env` entries (`name`/`value`).
+fn exec_env(exec: &kube::config::ExecConfig) -> Vec<(String, String)> {
+    let entries = exec.env.iter().flatten();
+    entries.filter_map(|e| Some((e.get("name")?.clone(), e.get("value")?.clone()))).collect()
 }
 
 /// Hides the kubeconfig user's secrets from the GitHub log, should any library echo them.

@@ -12,7 +12,7 @@ pub enum Error {
     /// Exit 3 (2 for an unreadable docker config): the registry; nothing was changed.
     #[error(transparent)]
     Registry(#[from] crate::registry::Error),
-    /// Exit 2: the cluster cannot be reached from this configuration.
+    /// Exit 2: the cluster cannot be reached from this configuration; 4 when a cloud refused.
     #[error(transparent)]
     Cluster(#[from] crate::cluster::Error),
     /// Exit 4 for the API, exit 2 for container choices.
@@ -26,7 +26,7 @@ impl Error {
         match self {
             Self::Inputs(_) => 2,
             Self::Registry(e) => e.exit_code(),
-            Self::Cluster(_) => 2,
+            Self::Cluster(e) => e.exit_code(),
             Self::Targets(e) => e.exit_code(),
         }
     }

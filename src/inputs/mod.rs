@@ -163,6 +163,33 @@ impl Inputs {
             parse::dns_label(ns).map_err(|r| invalid("namespace", ns, r))?;
         }
         let context = text("context", raw.context)?;
+        let cloud_cluster = text("cluster", raw.cluster)?
+            .map(|c| {
+                crate::cluster::cloud::ClusterRef::parse(&c).map_err(|r| invalid("cluster", &c, r))
+            })
+            .transpose()?;
+        if cloud_cluster.is_some() && (raw.kubeconfig.is_some() || context.is_some()) {
+            return Err(Error::Combination(
+                "cluster names a managed cluster, and kubeconfig or context names another: give one"
+                    .into(),
+            ));
+        }
+        let cloud = crate::cluster::cloud::Settings {
+            cluster: cloud_cluster,
+            aws_role_arn: text("aws-role-arn", raw.aws_role_arn)?,
+            gcp: crate::cluster::cloud::gcp::Inputs {
+                workload_identity_provider: text(
+                    "gcp-workload-identity-provider",
+                    raw.gcp_workload_identity_provider,
+                )?,
+                service_account: text("gcp-service-account", raw.gcp_service_account)?,
+            },
+            azure: crate::cluster::cloud::azure::Inputs {
+                client_id: text("azure-client-id", raw.azure_client_id)?,
+                tenant_id: text("azure-tenant-id", raw.azure_tenant_id)?,
+            },
+            env: crate::cluster::cloud::Env::from_vars(vars.iter().map(|(k, v)| (k, v))),
+        };
 
         let username = text("registry-username", raw.registry_username)?;
         let password = raw.registry_password.filter(|p| !p.is_empty());
@@ -227,6 +254,7 @@ impl Inputs {
                 namespace,
                 kubeconfig_paths,
                 home,
+                cloud,
             },
             github,
             registry: RegistryInputs {

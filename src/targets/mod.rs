@@ -21,7 +21,7 @@ pub enum Error {
     )]
     NotFound { kind: &'static str, namespace: String, name: String },
     #[error(
-        "the API server refused to {verb} {kind} {namespace}/{name}: {message}. kubeship needs get, patch, \
+        "the API server refused to {verb} {kind} {namespace}/{name}: {message}.{who} kubeship needs get, patch, \
          list and watch on the workload kind; list and watch on replicasets, pods and events; get on pods/log"
     )]
     Forbidden {
@@ -30,7 +30,13 @@ pub enum Error {
         namespace: String,
         name: String,
         message: String,
+        /// Who kubeship authenticated as and what to grant, when it minted a cloud token.
+        who: String,
     },
+    #[error(
+        "kubeship could not renew its cloud token to reach {kind} {namespace}/{name}: {message}"
+    )]
+    Token { kind: &'static str, namespace: String, name: String, message: String },
     #[error("the API server rejected the patch of {kind} {namespace}/{name}: {message}")]
     Rejected { kind: &'static str, namespace: String, name: String, message: String },
     #[error("the API server could not be reached for {kind} {namespace}/{name}: {message}")]
@@ -90,7 +96,14 @@ fn api_error(
     match error {
         kube::Error::Api(status) if status.code == 404 => Error::NotFound { kind, namespace, name },
         kube::Error::Api(status) if status.code == 403 || status.code == 401 => {
-            Error::Forbidden { verb, kind, namespace, name, message: status.message.clone() }
+            let who = crate::cluster::cloud::explain_denial(status.code)
+                .map(|w| format!(" {w}."))
+                .unwrap_or_default();
+            Error::Forbidden { verb, kind, namespace, name, message: status.message.clone(), who }
+        }
+        other if cloud_error(&other).is_some() => {
+            let message = cloud_error(&other).map(ToString::to_string).unwrap_or_default();
+            Error::Token { kind, namespace, name, message }
         }
         kube::Error::Api(status) => {
             Error::Rejected { kind, namespace, name, message: status.message.clone() }
@@ -102,6 +115,18 @@ fn api_error(
             message: crate::error::render_chain(&other),
         },
     }
+}
+
+/// The cloud login's error behind a failed request (a token that could not be renewed).
+fn cloud_error(error: &kube::Error) -> Option<&crate::cluster::cloud::Error> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(cloud) = e.downcast_ref::<crate::cluster::cloud::Error>() {
+            return Some(cloud);
+        }
+        source = e.source();
+    }
+    None
 }
 
 fn containers(template: &PodTemplateSpec) -> Vec<Container> {
