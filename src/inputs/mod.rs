@@ -401,6 +401,38 @@ mod tests {
         assert_eq!(inputs(&vars).expect("ok").registry.docker_config_dir, Some("/cfg".into()));
     }
 
+    /// The cloud inputs: `cluster` parsed, never with a kubeconfig; the cloud variables kept
+    /// for the logins without their values ever printed.
+    #[test]
+    fn cloud_inputs() {
+        let mut vars = MINIMAL.to_vec();
+        vars.extend([
+            ("INPUT_CLUSTER", "eks:us-west-2/prod"),
+            ("INPUT_AWS-ROLE-ARN", "arn:aws:iam::1:role/deploy"),
+            ("AWS_SECRET_ACCESS_KEY", "super-secret-key-value"),
+            ("UNRELATED", "x"),
+        ]);
+        let i = inputs(&vars).expect("valid");
+        assert_eq!(
+            i.cluster.cloud.cluster,
+            Some(crate::cluster::cloud::ClusterRef::Eks {
+                region: "us-west-2".into(),
+                name: "prod".into()
+            })
+        );
+        assert_eq!(
+            i.cluster.cloud.env.get("AWS_SECRET_ACCESS_KEY"),
+            Some("super-secret-key-value")
+        );
+        assert!(!format!("{i:?}").contains("super-secret-key-value"));
+        vars.push(("INPUT_KUBECONFIG", "apiVersion: v1"));
+        assert!(inputs(&vars).unwrap_err().to_string().contains("give one"));
+        let mut vars = MINIMAL.to_vec();
+        vars.push(("INPUT_CLUSTER", "eks:prod"));
+        let e = inputs(&vars).unwrap_err().to_string();
+        assert!(e.contains("INPUT_CLUSTER") && e.contains("eks:<region>/<name>"), "{e}");
+    }
+
     /// A huge value is refused and only its start is quoted.
     #[test]
     fn huge_values_are_refused_and_shortened() {

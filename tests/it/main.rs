@@ -26,3 +26,6 @@ mod security;
 
 // action.yml, the README and the contract against the inputs and outputs kubeship has.
 mod action;
+
+// EKS, GKE and AKS tokens minted by kubeship against the clouds' protocols, on loopback.
+mod cloud;

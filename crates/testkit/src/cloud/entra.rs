@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::json;
@@ -36,8 +37,37 @@ pub struct Config {
 
 pub struct FakeEntra {
     pub server: Server,
-    pub config: Arc<Mutex<Config>>,
-    tokens: Arc<Mutex<Vec<(String, String)>>>,
+    state: State,
+}
+
+type Issued = Arc<Mutex<Vec<(String, String, Instant)>>>;
+
+/// A handle on what the fake issued and serves, for a cluster's authenticator.
+#[derive(Clone)]
+pub struct State {
+    config: Arc<Mutex<Config>>,
+    tokens: Issued,
+}
+
+impl State {
+    /// Tokens issued for `resource`.
+    pub fn issued_for(&self, resource: &str) -> Vec<String> {
+        let tokens = self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        tokens.iter().filter(|(r, _, _)| r == resource).map(|(_, t, _)| t.clone()).collect()
+    }
+
+    /// Whether `token` was issued for `resource` less than `lifetime` ago (what an API server
+    /// checking the token's `exp` accepts).
+    pub fn fresh(&self, resource: &str, token: &str, lifetime: Duration) -> bool {
+        let tokens = self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        tokens.iter().any(|(r, t, at)| r == resource && t == token && at.elapsed() < lifetime)
+    }
+
+    /// Serves an AKS cluster at `subscription/group/name`.
+    pub fn set_cluster(&self, key: &str, server: &str, ca_pem: &str, server_id: &str) {
+        let mut config = self.config.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        config.clusters.insert(key.into(), (server.into(), ca_pem.into(), server_id.into()));
+    }
 }
 
 fn aad_error(status: u16, error: &str, code: u32, description: &str) -> Response {
@@ -51,7 +81,7 @@ fn aad_error(status: u16, error: &str, code: u32, description: &str) -> Response
 impl FakeEntra {
     pub fn start(config: Config) -> anyhow::Result<Self> {
         let config = Arc::new(Mutex::new(config));
-        let tokens = Arc::new(Mutex::new(Vec::new()));
+        let tokens: Issued = Arc::new(Mutex::new(Vec::new()));
         let counter = Arc::new(AtomicUsize::new(0));
         let (c, t) = (config.clone(), tokens.clone());
         let handler = Arc::new(move |r: &Request| {
@@ -59,16 +89,18 @@ impl FakeEntra {
             let issue = |resource: &str| {
                 let token =
                     format!("eyJ0eXAi.entra-{}", counter.fetch_add(1, Ordering::SeqCst) + 1);
-                t.lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .push((resource.to_owned(), token.clone()));
+                t.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((
+                    resource.to_owned(),
+                    token.clone(),
+                    Instant::now(),
+                ));
                 token
             };
             let held = |resource: &str, token: &str| {
                 t.lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .iter()
-                    .any(|(r, k)| r == resource && k == token)
+                    .any(|(r, k, _)| r == resource && k == token)
             };
             if r.path.ends_with("/oauth2/v2.0/token") && r.method == "POST" {
                 token(r, &config, issue)
@@ -80,18 +112,11 @@ impl FakeEntra {
                 Response::json(404, &json!({"error": {"code": "NotFound", "message": "not found"}}))
             }
         });
-        Ok(Self { server: Server::http(handler)?, config, tokens })
+        Ok(Self { server: Server::http(handler)?, state: State { config, tokens } })
     }
 
-    /// Tokens issued for `resource`.
-    pub fn tokens_for(&self, resource: &str) -> Vec<String> {
-        self.tokens
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .filter(|(r, _)| r == resource)
-            .map(|(_, t)| t.clone())
-            .collect()
+    pub fn shared(&self) -> State {
+        self.state.clone()
     }
 }
 

@@ -4,7 +4,7 @@
 //! `getIDToken`). The JWT is the [`Issuer`]'s, for the audience asked, subject
 //! `repo:acme/app:ref:refs/heads/main`; a wrong request token is a 401.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
@@ -18,6 +18,7 @@ pub struct GitHubOidc {
     pub server: Server,
     pub request_token: String,
     pub issuer: Issuer,
+    minted: Arc<Mutex<Vec<String>>>,
 }
 
 impl GitHubOidc {
@@ -25,6 +26,8 @@ impl GitHubOidc {
     pub fn start(issuer: Issuer, lifetime_secs: u64) -> anyhow::Result<Self> {
         let request_token = "gh-request-token-5f1d2".to_owned();
         let (expected, signer) = (request_token.clone(), issuer.clone());
+        let minted = Arc::new(Mutex::new(Vec::new()));
+        let log = minted.clone();
         let handler = Arc::new(move |r: &Request| {
             if r.method != "GET" || r.path != "/_apis/token" {
                 return Response::json(404, &json!({"message": "not found"}));
@@ -38,12 +41,11 @@ impl GitHubOidc {
             }
             let audience =
                 query.get("audience").cloned().unwrap_or_else(|| "https://github.com/acme".into());
-            Response::json(
-                200,
-                &json!({"count": 1, "value": signer.mint(&audience, SUBJECT, lifetime_secs)}),
-            )
+            let token = signer.mint(&audience, SUBJECT, lifetime_secs);
+            log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(token.clone());
+            Response::json(200, &json!({"count": 1, "value": token}))
         });
-        Ok(Self { server: Server::http(handler)?, request_token, issuer })
+        Ok(Self { server: Server::http(handler)?, request_token, issuer, minted })
     }
 
     /// `ACTIONS_ID_TOKEN_REQUEST_URL` (with its `api-version`, as the runner gives it) and
@@ -56,6 +58,11 @@ impl GitHubOidc {
             ),
             ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", self.request_token.clone()),
         ]
+    }
+
+    /// Every token handed out.
+    pub fn minted(&self) -> Vec<String> {
+        self.minted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// The audiences asked for, in order.

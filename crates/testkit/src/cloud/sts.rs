@@ -55,7 +55,12 @@ fn error(status: u16, code: &str, message: &str) -> Response {
 }
 
 impl FakeSts {
-    pub fn start(config: Config, keys: Keys) -> anyhow::Result<Self> {
+    /// Serves over plain HTTP, or HTTPS with `tls` (for `AWS_CA_BUNDLE`).
+    pub fn start(
+        config: Config,
+        keys: Keys,
+        tls: Option<&crate::certs::ServerCerts>,
+    ) -> anyhow::Result<Self> {
         let config = Arc::new(Mutex::new(config));
         let issued = Arc::new(AtomicUsize::new(0));
         let (c, k, n) = (config.clone(), keys.clone(), issued.clone());
@@ -63,7 +68,11 @@ impl FakeSts {
             let config = c.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
             handle(r, &config, &k, &n)
         });
-        Ok(Self { server: Server::http(handler)?, keys, config, issued })
+        let server = match tls {
+            Some(certs) => Server::https(handler, certs)?,
+            None => Server::http(handler)?,
+        };
+        Ok(Self { server, keys, config, issued })
     }
 
     /// Adds long-lived keys (what configure-aws-credentials exports for an IAM user).
