@@ -2,7 +2,9 @@
 # manager. GitHub builds this file for `uses: ./` and `image: Dockerfile`; releases push the
 # same image to GHCR and pin it by digest in action.yml (see .github/workflows/release.yml).
 
-FROM docker.io/library/rust:1.95-bookworm AS build
+# The builder is pinned by digest (the multi-platform index rust:1.95-bookworm pointed to), so a
+# re-pushed tag cannot change what builds the release; update the digest with the version.
+FROM docker.io/library/rust:1.95-bookworm@sha256:6258907abe69656e41cd992e0b705cdcfabcbbe3db374f92ed2d47121282d4a1 AS build
 WORKDIR /src
 COPY . .
 # crt-static links glibc statically; the explicit --target keeps proc macros dynamic.

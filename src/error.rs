@@ -12,12 +12,16 @@ pub enum Error {
     /// Exit 3 (2 for an unreadable docker config): the registry; nothing was changed.
     #[error(transparent)]
     Registry(#[from] crate::registry::Error),
-    /// Exit 2: the cluster cannot be reached from this configuration; 4 when a cloud refused.
+    /// Exit 2: the cluster cannot be reached from this configuration; 4 when authenticating
+    /// to it failed (an exec plugin, or a cloud that refused kubeship's credentials).
     #[error(transparent)]
     Cluster(#[from] crate::cluster::Error),
     /// Exit 4 for the API, exit 2 for container choices.
     #[error(transparent)]
     Targets(#[from] crate::targets::Error),
+    /// Exit 2: an output destination cannot be written; nothing was sent.
+    #[error(transparent)]
+    Destinations(#[from] crate::report::files::Error),
 }
 
 impl Error {
@@ -28,6 +32,7 @@ impl Error {
             Self::Registry(e) => e.exit_code(),
             Self::Cluster(e) => e.exit_code(),
             Self::Targets(e) => e.exit_code(),
+            Self::Destinations(_) => 2,
         }
     }
 

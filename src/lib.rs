@@ -20,5 +20,7 @@ pub mod rollout;
 pub mod run;
 pub mod targets;
 pub mod tls;
+pub mod untrusted;
+pub mod workload;
 
 pub use error::Error;

@@ -1,8 +1,10 @@
-//! The process edge: arguments, environment, runtime, exit code.
+//! The process edge: arguments, environment, runtime, signals, the outputs and the exit code.
 
 use std::process::ExitCode;
 
 use kubeship::inputs::{INPUTS, Inputs};
+use kubeship::report::Report;
+use kubeship::report::files::Destinations;
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,33 +25,41 @@ fn main() -> ExitCode {
         }
         Some(other) => {
             eprintln!(
-                "kubeship: unexpected argument {other:?}: kubeship reads its inputs from environment variables; see kubeship --help"
+                "kubeship: unexpected argument {:?}: kubeship reads its inputs from environment variables; see kubeship --help",
+                kubeship::untrusted::short(other, 80)
             );
             return ExitCode::from(2);
         }
     }
-    let env = || {
-        std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-    };
-    let debug = env().any(|(k, v)| (k == "RUNNER_DEBUG" || k == "KUBESHIP_DEBUG") && v == "1");
-    kubeship::log::set_debug(debug);
-    kubeship::log::set_github(env().any(|(k, v)| k == "GITHUB_ACTIONS" && v == "true"));
-    let var = |name: &str| env().find(|(k, _)| k == name).map(|(_, v)| v).filter(|v| !v.is_empty());
-    let inputs = match Inputs::from_vars(env()) {
+    let vars: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let var = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    kubeship::log::set_debug(
+        var("RUNNER_DEBUG") == Some("1") || var("KUBESHIP_DEBUG") == Some("1"),
+    );
+    kubeship::log::set_github(var("GITHUB_ACTIONS") == Some("true"));
+    for warning in kubeship::inputs::raw::unknown(vars.iter().map(|(k, _)| k.as_str())) {
+        kubeship::log::warn(warning);
+    }
+    let inputs = match Inputs::from_vars(vars.iter().map(|(k, v)| (k, v))) {
         Ok(inputs) => inputs,
         Err(e) => {
-            // Still a report: status failed, the error in the summary, the outputs written.
-            let error = kubeship::Error::from(e);
-            let text = kubeship::error::render_chain(&error);
-            kubeship::log::error_titled(error.title(), &text);
-            let report = kubeship::report::Report { status: "failed", ..Default::default() };
-            // The input error stays the exit code even when an output cannot be written too.
-            let _ = report_to_github(&report, Some(&text), &var);
-            println!("{}", report.json());
-            return ExitCode::from(error.exit_code());
+            // Still a report: status failed, the error in the summary, the runner's outputs.
+            let runner = Destinations {
+                github_output: var("GITHUB_OUTPUT").filter(|p| !p.is_empty()).map(Into::into),
+                step_summary: var("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()).map(Into::into),
+                ..Destinations::default()
+            };
+            return finish(&Report::default(), Some(&kubeship::Error::from(e)), &runner, 2);
         }
     };
+    // The destinations before any request: a run that could not report is not started.
+    if let Err(e) = inputs.outputs.check() {
+        let error = kubeship::Error::from(e);
+        let writable = Destinations::default();
+        return finish(&Report::default(), Some(&error), &writable, error.exit_code());
+    }
     let runtime =
         match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
             Ok(runtime) => runtime,
@@ -73,54 +83,37 @@ fn main() -> ExitCode {
         let _ = stop.send(Some(number));
     });
     let run = runtime.block_on(kubeship::run::run(&inputs, cancel));
-    let error = run.error.as_ref().map(|e| kubeship::error::render_chain(e));
     kubeship::log::end_group();
-    if let (Some(error), Some(text)) = (&run.error, &error) {
-        kubeship::log::error_titled(error.title(), text);
-    }
-    if let Err(code) = report_to_github(&run.report, error.as_deref(), &var) {
-        return code;
-    }
-    let outputs = run.report.outputs();
-    if let Err(e) = kubeship::report::write_files(
-        &outputs,
-        inputs.dotenv_file.as_deref(),
-        inputs.results_dir.as_deref(),
-    ) {
-        kubeship::log::error(format_args!(
-            "cannot write the dotenv report or the Tekton results: {e}; check the dotenv-file and results-dir inputs"
-        ));
-        return ExitCode::from(1);
-    }
-    println!("{}", run.report.json());
-    ExitCode::from(run.exit_code())
+    finish(&run.report, run.error.as_ref(), &inputs.outputs, run.exit_code())
 }
 
-/// The step summary and `$GITHUB_OUTPUT`, when the runner gives their files. An output
-/// that cannot be written fails the run (exit 1): a later step would read nothing.
-fn report_to_github(
-    report: &kubeship::report::Report,
-    error: Option<&str>,
-    var: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), ExitCode> {
-    if let Some(path) = var("GITHUB_STEP_SUMMARY") {
-        let markdown = kubeship::report::summary(report, error);
-        if let Err(e) = kubeship::report::write_summary(std::path::Path::new(&path), &markdown) {
-            kubeship::log::warn(format_args!(
-                "cannot write the step summary to $GITHUB_STEP_SUMMARY ({path}): {e}"
-            ));
+/// Reports the run everywhere it goes: the error line (an `::error::` annotation under
+/// GitHub Actions), the output files, and the `result` JSON as the last line of standard
+/// output, whatever failed before.
+fn finish(
+    report: &Report,
+    error: Option<&kubeship::Error>,
+    outputs: &Destinations,
+    code: u8,
+) -> ExitCode {
+    let text = error.map(|e| kubeship::log::redact(&kubeship::error::render_chain(e)));
+    if let (Some(error), Some(text)) = (error, &text) {
+        kubeship::log::error_titled(error.title(), text);
+    }
+    let mut code = code;
+    match outputs.write(report, text.as_deref()) {
+        Ok(warnings) => warnings.iter().for_each(kubeship::log::warn),
+        Err(e) => {
+            kubeship::log::error(&e);
+            // The run's own failure stays the exit code; a run that went well still failed
+            // to report.
+            if code == 0 {
+                code = 2;
+            }
         }
     }
-    if let Some(path) = var("GITHUB_OUTPUT")
-        && let Err(e) =
-            kubeship::report::write_github_output(std::path::Path::new(&path), &report.outputs())
-    {
-        kubeship::log::error(format_args!(
-            "cannot write the outputs to $GITHUB_OUTPUT ({path}): {e}; check that the step may write the runner's file-command directory"
-        ));
-        return Err(ExitCode::from(1));
-    }
-    Ok(())
+    println!("{}", kubeship::log::redact(&report.json()));
+    ExitCode::from(code)
 }
 
 fn help() -> String {
@@ -142,6 +135,6 @@ fn help() -> String {
             input.name, input.description
         ));
     }
-    text.push_str("\nExit codes: 0 success, 1 rollout failed or timed out, 2 invalid input, 3 registry error,\n4 Kubernetes API error, 130/143 interrupted.\n");
+    text.push_str("\nExit codes: 0 success, 1 rollout failed, timed out or superseded, 2 invalid input,\n3 registry error, 4 Kubernetes API error, 130/143 interrupted.\n");
     text
 }

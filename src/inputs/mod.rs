@@ -60,16 +60,27 @@ pub struct Inputs {
     /// `namespace`, `kubeconfig`, `context`, and where else a kubeconfig may be.
     pub cluster: crate::cluster::Access,
     pub registry: RegistryInputs,
-    /// Under GitHub Actions: `owner/repo`, the commit, and the run's URL, for the change cause.
-    pub github: Option<(String, String, String)>,
+    /// Under GitHub Actions: the run, for the change cause.
+    pub github: Option<GithubRun>,
     pub wait: bool,
     pub timeout: Duration,
     pub fail_fast: bool,
     pub max_restarts: u32,
     pub rollback_on_failure: bool,
     pub dry_run: bool,
-    pub dotenv_file: Option<PathBuf>,
-    pub results_dir: Option<PathBuf>,
+    /// `$GITHUB_OUTPUT`, `$GITHUB_STEP_SUMMARY`, `dotenv-file` and `results-dir`.
+    pub outputs: crate::report::files::Destinations,
+}
+
+/// The GitHub Actions run that deploys, named in the change cause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GithubRun {
+    /// `owner/repo`.
+    pub repository: String,
+    /// The commit.
+    pub sha: String,
+    /// The run's URL.
+    pub url: String,
 }
 
 /// Longest value kubeship takes for any input but `kubeconfig` and `registry-ca`: a larger
@@ -239,7 +250,7 @@ impl Inputs {
                 let server =
                     env("GITHUB_SERVER_URL").unwrap_or_else(|| "https://github.com".into());
                 let url = format!("{server}/{repository}/actions/runs/{run}");
-                Some((repository, sha, url))
+                Some(GithubRun { repository, sha, url })
             }
             _ => None,
         };
@@ -270,8 +281,14 @@ impl Inputs {
             max_restarts,
             rollback_on_failure: boolean("rollback-on-failure", raw.rollback_on_failure, false)?,
             dry_run: boolean("dry-run", raw.dry_run, false)?,
-            dotenv_file: path("dotenv-file", raw.dotenv_file)?,
-            results_dir: path("results-dir", raw.results_dir)?,
+            outputs: crate::report::files::Destinations {
+                github_output: env("GITHUB_OUTPUT").filter(|p| !p.is_empty()).map(PathBuf::from),
+                step_summary: env("GITHUB_STEP_SUMMARY")
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from),
+                dotenv_file: path("dotenv-file", raw.dotenv_file)?,
+                results_dir: path("results-dir", raw.results_dir)?,
+            },
         })
     }
 }

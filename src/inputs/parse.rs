@@ -103,24 +103,7 @@ fn dns_part(value: &str, max: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// The workload kinds kubeship can pin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
-    Deployment,
-    StatefulSet,
-    DaemonSet,
-}
-
-impl Kind {
-    /// The kind as the API names it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Deployment => "Deployment",
-            Kind::StatefulSet => "StatefulSet",
-            Kind::DaemonSet => "DaemonSet",
-        }
-    }
-}
+pub use crate::workload::Kind;
 
 /// One entry of the `deployment` list.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -232,9 +232,82 @@ where
     Ok((raw, sources))
 }
 
+/// Variables that look meant for kubeship but name no input (`KUBESHIP_TIMEOUTS`,
+/// `INPUT_NAMESPACES`), each with the input it most likely meant: a warning, since such a
+/// variable is otherwise ignored without a word.
+pub fn unknown<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    /// Variables kubeship reads that are not inputs.
+    const OTHERS: [&str; 1] = ["KUBESHIP_DEBUG"];
+    let known: Vec<String> = INPUTS.iter().flat_map(InputSpec::variables).collect();
+    let mut warnings = Vec::new();
+    for name in names {
+        let Some(rest) = name.strip_prefix("KUBESHIP_").or_else(|| name.strip_prefix("INPUT_"))
+        else {
+            continue;
+        };
+        if known.iter().any(|k| k == name) || OTHERS.contains(&name) {
+            continue;
+        }
+        let wanted = rest.to_ascii_lowercase().replace('_', "-");
+        let closest = INPUTS
+            .iter()
+            .map(|i| (distance(&wanted, i.name), i))
+            .min_by_key(|(d, _)| *d)
+            .filter(|(d, _)| *d <= 3);
+        let prefix = if name.starts_with("KUBESHIP_") { "KUBESHIP_" } else { "INPUT_" };
+        let shown = crate::untrusted::short(name, 80);
+        warnings.push(match closest {
+            Some((_, input)) => format!(
+                "{shown} is not a kubeship input and is ignored: did you mean {prefix}{}?",
+                input.name.to_ascii_uppercase().replace('-', "_")
+            ),
+            None => format!("{shown} is not a kubeship input and is ignored (see kubeship --help)"),
+        });
+    }
+    warnings
+}
+
+/// Levenshtein distance, for suggestions.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let current = row[j + 1];
+            row[j + 1] = (previous + usize::from(ca != *cb)).min(row[j] + 1).min(current + 1);
+            previous = current;
+        }
+    }
+    row[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A misspelled variable is named with the input it most likely meant; known ones and
+    /// unrelated ones are not.
+    #[test]
+    fn misspelled_variables_are_named() {
+        let warnings = unknown([
+            "KUBESHIP_TIMEOUTS",
+            "INPUT_NAMESPACES",
+            "KUBESHIP_TIMEOUT",
+            "INPUT_TAG-TIMEOUT",
+            "KUBESHIP_DEBUG",
+            "HOME",
+            "KUBESHIP_XYZZY_FROBNICATE",
+        ]);
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(
+            warnings[0].contains("KUBESHIP_TIMEOUTS") && warnings[0].contains("KUBESHIP_TIMEOUT?"),
+            "{warnings:?}"
+        );
+        assert!(warnings[1].contains("did you mean INPUT_NAMESPACE?"), "{warnings:?}");
+        assert!(warnings[2].contains("--help"), "{warnings:?}");
+    }
 
     /// The runner's hyphenated form, the underscore form and the KUBESHIP_ form all reach the
     /// same input.

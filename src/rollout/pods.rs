@@ -8,7 +8,7 @@
 //!   termination's reason and exit code (`OOMKilled`, 137);
 //! - a warning only: `Unschedulable` (a cluster autoscaler may add a node).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 
@@ -21,8 +21,22 @@ pub enum Signal {
     Warn(String),
 }
 
-/// Per (pod, container, reason): how many observations have shown it.
-pub type Seen = BTreeMap<(String, String, String), u32>;
+/// Per (pod, container, reason): the pod versions (`resourceVersion`) that showed it. A re-list
+/// replays the same version, so only a new status write counts as another observation.
+pub type Seen = BTreeMap<(String, String, String), BTreeSet<String>>;
+
+/// Whether `pod` runs this rollout's images: every `(container, init, image)` of it.
+pub fn runs(pod: &Pod, images: &[(String, bool, String)]) -> bool {
+    let Some(spec) = &pod.spec else { return false };
+    images.iter().all(|(name, init, image)| {
+        let list = if *init {
+            spec.init_containers.as_deref().unwrap_or_default()
+        } else {
+            &spec.containers
+        };
+        list.iter().any(|c| &c.name == name && c.image.as_deref() == Some(image.as_str()))
+    })
+}
 
 const AT_ONCE: [&str; 3] = ["InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError"];
 const AFTER_TWO: [&str; 4] =
@@ -42,13 +56,14 @@ fn advice(reason: &str) -> &'static str {
 
 fn terminated(status: &ContainerStatus) -> Option<String> {
     let t = status.last_state.as_ref()?.terminated.as_ref()?;
-    let reason = t.reason.clone().unwrap_or_else(|| "Error".into());
+    let reason = crate::untrusted::short(t.reason.as_deref().unwrap_or("Error"), 60);
     Some(format!("{reason} (exit code {})", t.exit_code))
 }
 
 /// Classifies a pod of the new revision.
 pub fn classify(pod: &Pod, max_restarts: i32, seen: &mut Seen) -> Option<Signal> {
     let name = pod.metadata.name.clone().unwrap_or_default();
+    let version = pod.metadata.resource_version.clone().unwrap_or_default();
     let status = pod.status.as_ref()?;
     let all = status
         .init_container_statuses
@@ -57,8 +72,9 @@ pub fn classify(pod: &Pod, max_restarts: i32, seen: &mut Seen) -> Option<Signal>
         .chain(status.container_statuses.iter().flatten());
     for c in all {
         if let Some(waiting) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) {
-            let reason = waiting.reason.clone().unwrap_or_default();
-            let message = waiting.message.clone().unwrap_or_default();
+            let reason = crate::untrusted::short(waiting.reason.as_deref().unwrap_or_default(), 60);
+            let message =
+                crate::untrusted::short(waiting.message.as_deref().unwrap_or_default(), 300);
             let detail = if message.is_empty() { String::new() } else { format!(": {message}") };
             if AT_ONCE.contains(&reason.as_str()) {
                 return Some(Signal::Fail(format!(
@@ -74,9 +90,9 @@ pub fn classify(pod: &Pod, max_restarts: i32, seen: &mut Seen) -> Option<Signal>
                 } else {
                     reason.clone()
                 };
-                let count = seen.entry((name.clone(), c.name.clone(), key)).or_insert(0);
-                *count += 1;
-                if *count >= 2 {
+                let versions = seen.entry((name.clone(), c.name.clone(), key)).or_default();
+                versions.insert(version.clone());
+                if versions.len() >= 2 {
                     return Some(Signal::Fail(format!(
                         "pod {name} container {}: {reason}{detail} ({})",
                         c.name,
@@ -102,7 +118,7 @@ pub fn classify(pod: &Pod, max_restarts: i32, seen: &mut Seen) -> Option<Signal>
     unschedulable.map(|c| {
         Signal::Warn(format!(
             "pod {name} cannot be scheduled yet: {}",
-            c.message.clone().unwrap_or_default()
+            crate::untrusted::line(c.message.as_deref().unwrap_or_default())
         ))
     })
 }
@@ -113,9 +129,11 @@ fn crash(pod: &str, container: &str, cause: &str, restarts: i32) -> String {
     } else {
         "see its logs below"
     };
-    format!(
-        "pod {pod} container {container} keeps crashing ({restarts} restarts), last {cause}: {what}"
-    )
+    let restarts = match restarts {
+        1 => "1 restart".to_owned(),
+        n => format!("{n} restarts"),
+    };
+    format!("pod {pod} container {container} keeps crashing ({restarts}), last {cause}: {what}")
 }
 
 #[cfg(test)]
@@ -146,19 +164,49 @@ mod tests {
         }
     }
 
-    /// Pull errors fail on their second observation, whichever of the two reasons it shows.
+    fn at_version(mut pod: Pod, version: &str) -> Pod {
+        pod.metadata.resource_version = Some(version.into());
+        pod
+    }
+
+    /// Pull errors fail on their second observation, whichever of the two reasons it shows; a
+    /// re-list replaying the same version of the pod is not a second observation.
     #[test]
     fn pull_errors_after_two_observations() {
         let mut seen = Seen::new();
-        assert_eq!(
-            classify(&pod(waiting("ErrImagePull", 0), serde_json::json!([])), 2, &mut seen),
-            None
-        );
-        let signal =
-            classify(&pod(waiting("ImagePullBackOff", 0), serde_json::json!([])), 2, &mut seen);
+        let first = at_version(pod(waiting("ErrImagePull", 0), serde_json::json!([])), "10");
+        assert_eq!(classify(&first, 2, &mut seen), None);
+        assert_eq!(classify(&first, 2, &mut seen), None, "a replay is the same observation");
+        let second = at_version(pod(waiting("ImagePullBackOff", 0), serde_json::json!([])), "11");
+        let signal = classify(&second, 2, &mut seen);
         assert!(
             matches!(signal, Some(Signal::Fail(ref m)) if m.contains("ImagePullBackOff") && m.contains("imagePullSecrets"))
         );
+    }
+
+    /// Only pods running every image of this rollout are ours.
+    #[test]
+    fn pods_of_this_rollout() {
+        let p: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "app", "image": "r@sha256:2"}],
+                "initContainers": [{"name": "init", "image": "r@sha256:2"}]}}))
+        .unwrap();
+        let ours = |init| {
+            vec![
+                ("app".to_owned(), false, "r@sha256:2".to_owned()),
+                ("init".to_owned(), init, "r@sha256:2".to_owned()),
+            ]
+        };
+        assert!(runs(&p, &ours(true)));
+        assert!(!runs(&p, &ours(false)));
+        assert!(!runs(&p, &[("app".to_owned(), false, "r@sha256:1".to_owned())]));
+    }
+
+    /// Crash counts read as English.
+    #[test]
+    fn one_restart_is_singular() {
+        assert!(crash("p", "c", "Error (exit code 1)", 1).contains("(1 restart)"));
+        assert!(crash("p", "c", "Error (exit code 1)", 3).contains("(3 restarts)"));
     }
 
     /// A crash loop reports the last termination; OOMKilled says what to do about memory.

@@ -16,12 +16,31 @@ pub enum Verdict {
     Failed(String),
 }
 
-/// The `deployment.kubernetes.io/revision` annotation, 0 when absent (kubectl's `Revision`).
-pub fn revision(annotations: Option<&std::collections::BTreeMap<String, String>>) -> i64 {
-    annotations
-        .and_then(|a| a.get("deployment.kubernetes.io/revision"))
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(0)
+/// Where the Deployment controller records a rollout's revision.
+pub const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
+
+/// A Deployment that will not progress however long kubectl waits: paused, or unable to
+/// create its pods (`ReplicaFailure`, from quota or an admission webhook).
+pub fn deployment_stuck(d: &Deployment, generation: i64) -> Option<String> {
+    let name = d.metadata.name.as_deref().unwrap_or_default();
+    if d.spec.paused == Some(true) {
+        return Some(format!(
+            "deployment \"{name}\" is paused, so the new pods will not roll out: resume it \
+             (kubectl rollout resume deployment/{name}) and run again"
+        ));
+    }
+    let status = d.status.as_ref()?;
+    if status.observed_generation.unwrap_or(0) < generation {
+        return None;
+    }
+    let failure = status.conditions.iter().flatten().find(|c| {
+        c.type_.as_deref() == Some("ReplicaFailure") && c.status.as_deref() == Some("True")
+    })?;
+    Some(format!(
+        "deployment \"{name}\" cannot create its pods ({}): {}",
+        crate::untrusted::short(failure.reason.as_deref().unwrap_or("ReplicaFailure"), 80),
+        crate::untrusted::line(failure.message.as_deref().unwrap_or_default())
+    ))
 }
 
 /// `DeploymentStatusViewer.Status`, with `generation` the one our patch produced.

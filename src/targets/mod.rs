@@ -1,46 +1,50 @@
-//! Stage 3b: the workloads to pin. Every target is read first (a missing or forbidden one
-//! stops the run before anything is written), its containers are chosen by `select`, then
-//! each gets one strategic merge patch of exactly those containers' images, with field
-//! manager `kubeship` and the `kubernetes.io/change-cause` annotation.
+//! Stage 3: the workloads to pin. Each gets one [`Target`] record that carries its truth from
+//! the first read to the report: the object as read, the containers chosen for it, the patch's
+//! answer, and how its rollout (or rollback) ended. Every target is read before any write (all
+//! the missing ones named at once), every patch is sent with `dryRun=All` before the first
+//! real one (RBAC, admission webhooks and validation answer for all targets first), and each
+//! real patch is one strategic merge patch of exactly the chosen containers' images, with
+//! field manager `kubeship` and the `kubernetes.io/change-cause` annotation.
 
 pub mod select;
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::api::{Api, Patch, PatchParams};
+use kube::core::DynamicObject;
 use serde_json::{Value, json};
+use tokio::time::Instant;
 
-use crate::inputs::{Kind, Target};
-use select::{Change, Container};
+use crate::cluster::{ApiError, api::Request, call};
+use crate::inputs;
+use crate::report::{ContainerReport, Status, TargetReport};
+use crate::workload::{Counts, Kind, Object};
+use select::Change;
 
-/// Kubernetes API failures (exit 4), and container choices that cannot be made (exit 2).
+/// Why the targets cannot be pinned: an API failure (exit 4), or containers that cannot be
+/// chosen (exit 2). Nothing has been written when any of these is returned before the patch.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
-        "{kind} {namespace}/{name} was not found: check the deployment input and the namespace ({namespace})"
+        "{} not found in namespace {namespace}: check the deployment input and the namespace input \
+         (or the kubeconfig context's namespace)",
+        missing.join(", ")
     )]
-    NotFound { kind: &'static str, namespace: String, name: String },
+    NotFound { missing: Vec<String>, namespace: String },
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("the dry run of the patches was refused, so nothing was changed: {}", refusals.join("; "))]
+    Refused { refusals: Vec<String> },
     #[error(
-        "the API server refused to {verb} {kind} {namespace}/{name}: {message}.{who} kubeship needs get, patch, \
-         list and watch on the workload kind; list and watch on replicasets, pods and events; get on pods/log"
+        "the credentials may not follow the rollout: they lack {} in namespace {namespace}, so \
+         nothing was changed. Grant the credentials' Role {} (README, \"Permissions\")",
+        missing.join(", "),
+        missing.iter().map(|m| {
+            let (resource, verb) = m.split_once(": ").unwrap_or((m.as_str(), ""));
+            format!("the verb \"{verb}\" on \"{resource}\"")
+        }).collect::<Vec<_>>().join(" and ")
     )]
-    Forbidden {
-        verb: &'static str,
-        kind: &'static str,
-        namespace: String,
-        name: String,
-        message: String,
-        /// Who kubeship authenticated as and what to grant, when it minted a cloud token.
-        who: String,
-    },
-    #[error(
-        "kubeship could not renew its cloud token to reach {kind} {namespace}/{name}: {message}"
-    )]
-    Token { kind: &'static str, namespace: String, name: String, message: String },
-    #[error("the API server rejected the patch of {kind} {namespace}/{name}: {message}")]
-    Rejected { kind: &'static str, namespace: String, name: String, message: String },
-    #[error("the API server could not be reached for {kind} {namespace}/{name}: {message}")]
-    Unreachable { kind: &'static str, namespace: String, name: String, message: String },
+    Unfollowable { missing: Vec<String>, namespace: String },
+    #[error("{what} came back as something other than a {kind}: {detail}")]
+    Decode { what: String, kind: &'static str, detail: String },
     #[error(transparent)]
     Select(#[from] select::Error),
 }
@@ -54,146 +58,115 @@ impl Error {
     }
 }
 
-/// A workload as read, with what the run needs of it.
+/// One workload of the run, from the first read to the report.
 #[derive(Debug, Clone)]
-pub struct Workload {
+pub struct Target {
     pub kind: Kind,
     pub namespace: String,
     pub name: String,
-    pub containers: Vec<Container>,
-    /// StatefulSet or DaemonSet with the OnDelete strategy: patched, not waited on.
-    pub on_delete: bool,
-    /// The object as read: what an unchanged target is judged by.
-    pub current: Patched,
-    /// The pods' label selector (`matchLabels`), for the fail-fast pod watch.
-    pub selector: Option<String>,
-}
-
-impl Workload {
-    /// `deployment/api`, as messages name it.
-    pub fn display(&self) -> String {
-        format!("{}/{}", self.kind.as_str().to_lowercase(), self.name)
-    }
-}
-
-/// What the patch response says: the change to wait on.
-#[derive(Debug, Clone)]
-pub struct Patched {
-    pub uid: String,
-    pub generation: i64,
-    /// `deployment.kubernetes.io/revision` (Deployments), before the controller moves it.
+    /// The object as read before any write.
+    pub read: Object,
+    /// The containers chosen for the pinned image (some may run it already).
+    pub changes: Vec<Change>,
+    /// The real patch's answer: the uid and generation this run waits for.
+    pub patched: Option<Object>,
+    /// How it ended; `None` while the run is still deciding.
+    pub status: Option<Status>,
+    pub message: String,
+    pub counts: Counts,
     pub revision: Option<String>,
+    /// The image IDs its new pods were seen running.
+    pub image_ids: Vec<String>,
+    /// Pods, events and log lines shown under a failure.
+    pub diagnostics: Vec<String>,
 }
 
-fn api_error(
-    kind: Kind,
-    namespace: &str,
-    name: &str,
-    verb: &'static str,
-    error: kube::Error,
-) -> Error {
-    let (kind, namespace, name) = (kind.as_str(), namespace.to_owned(), name.to_owned());
-    match error {
-        kube::Error::Api(status) if status.code == 404 => Error::NotFound { kind, namespace, name },
-        kube::Error::Api(status) if status.code == 403 || status.code == 401 => {
-            let who = crate::cluster::cloud::explain_denial(status.code)
-                .map(|w| format!(" {w}."))
-                .unwrap_or_default();
-            Error::Forbidden { verb, kind, namespace, name, message: status.message.clone(), who }
+impl Target {
+    /// `deployment/api`, as kubectl names it.
+    pub fn display(&self) -> String {
+        format!("{}/{}", self.kind.lower(), self.name)
+    }
+
+    /// `deployment/api in prod`, for messages about requests.
+    pub fn what(&self) -> String {
+        format!("{} in {}", self.display(), self.namespace)
+    }
+
+    /// The containers whose image this run changes.
+    pub fn changing(&self) -> Vec<Change> {
+        self.changes.iter().filter(|c| c.changes()).cloned().collect()
+    }
+
+    /// The target as the report shows it.
+    pub fn report(&self, dry_run: bool) -> TargetReport {
+        let changing = self.changing();
+        TargetReport {
+            kind: self.kind,
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            status: self.status.unwrap_or(Status::Skipped),
+            changed: !dry_run && self.patched.is_some() && !changing.is_empty(),
+            revision: self.revision.clone(),
+            replicas: self.counts.desired,
+            ready_replicas: self.counts.ready,
+            message: self.message.clone(),
+            containers: changing
+                .iter()
+                .map(|c| ContainerReport {
+                    name: c.name.clone(),
+                    previous_image: c.previous_image.clone(),
+                    image: c.image.clone(),
+                })
+                .collect(),
+            image_ids: self.image_ids.clone(),
+            diagnostics: self.diagnostics.clone(),
         }
-        other if cloud_error(&other).is_some() => {
-            let message = cloud_error(&other).map(ToString::to_string).unwrap_or_default();
-            Error::Token { kind, namespace, name, message }
-        }
-        kube::Error::Api(status) => {
-            Error::Rejected { kind, namespace, name, message: status.message.clone() }
-        }
-        other => Error::Unreachable {
-            kind,
-            namespace,
-            name,
-            message: crate::error::render_chain(&other),
-        },
     }
 }
 
-/// The cloud login's error behind a failed request (a token that could not be renewed).
-fn cloud_error(error: &kube::Error) -> Option<&crate::cluster::cloud::Error> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = source {
-        if let Some(cloud) = e.downcast_ref::<crate::cluster::cloud::Error>() {
-            return Some(cloud);
-        }
-        source = e.source();
-    }
-    None
+/// The API for a target's kind in its namespace.
+pub fn api(client: &kube::Client, kind: Kind, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), namespace, &kind.api_resource())
 }
 
-fn containers(template: &PodTemplateSpec) -> Vec<Container> {
-    let Some(spec) = &template.spec else { return Vec::new() };
-    let image = |c: &k8s_openapi::api::core::v1::Container| c.image.clone().unwrap_or_default();
-    let regular = spec.containers.iter().map(|c| Container {
-        name: c.name.clone(),
-        image: image(c),
-        init: false,
-    });
-    let init = spec.init_containers.iter().flatten().map(|c| Container {
-        name: c.name.clone(),
-        image: image(c),
-        init: true,
-    });
-    regular.chain(init).collect()
-}
-
-/// GET of one target.
+/// Reads every target, at once. All the missing ones are named together.
 ///
 /// # Errors
-/// [`Error::NotFound`], [`Error::Forbidden`] and the other API failures.
-pub async fn read(
+/// [`Error::NotFound`] naming every missing target; the first other API failure.
+pub async fn read_all(
     client: &kube::Client,
     namespace: &str,
-    target: &Target,
-) -> Result<Workload, Error> {
-    let failed = |e| api_error(target.kind, namespace, &target.name, "get", e);
-    let (metadata, template, on_delete, selector) = match target.kind {
-        Kind::Deployment => {
-            let d = Api::<Deployment>::namespaced(client.clone(), namespace)
-                .get(&target.name)
-                .await
-                .map_err(failed)?;
-            (d.metadata, d.spec.template, false, d.spec.selector)
+    wanted: &[inputs::Target],
+    deadline: Instant,
+) -> Result<Vec<Object>, Error> {
+    let reads = wanted.iter().map(|t| async move {
+        let what = format!("{}/{} in {namespace}", t.kind.lower(), t.name);
+        let request = Request { verb: "get", resource: t.kind.plural(), what: &what };
+        let answer = call(deadline, request, api(client, t.kind, namespace).get(&t.name)).await;
+        (t, what, answer)
+    });
+    let mut objects = Vec::new();
+    let mut missing = Vec::new();
+    for (target, what, answer) in futures_util::future::join_all(reads).await {
+        match answer {
+            Ok(object) => objects.push(decode(target.kind, &what, object)?),
+            Err(e) if e.not_found() => {
+                missing.push(format!("{}/{}", target.kind.lower(), target.name))
+            }
+            Err(e) => return Err(e.into()),
         }
-        Kind::StatefulSet => {
-            let s = Api::<StatefulSet>::namespaced(client.clone(), namespace)
-                .get(&target.name)
-                .await
-                .map_err(failed)?;
-            let on_delete = s.spec.update_strategy.as_ref().and_then(|u| u.type_.as_deref())
-                == Some("OnDelete");
-            (s.metadata, s.spec.template, on_delete, s.spec.selector)
-        }
-        Kind::DaemonSet => {
-            let d = Api::<DaemonSet>::namespaced(client.clone(), namespace)
-                .get(&target.name)
-                .await
-                .map_err(failed)?;
-            let on_delete = d.spec.update_strategy.as_ref().and_then(|u| u.type_.as_deref())
-                == Some("OnDelete");
-            (d.metadata, d.spec.template, on_delete, d.spec.selector)
-        }
-    };
-    let selector = selector
-        .match_labels
-        .filter(|m| !m.is_empty())
-        .map(|labels| labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","));
-    Ok(Workload {
-        kind: target.kind,
-        namespace: namespace.to_owned(),
-        name: target.name.clone(),
-        containers: containers(&template),
-        on_delete,
-        current: patched_from(metadata),
-        selector,
+    }
+    if !missing.is_empty() {
+        return Err(Error::NotFound { missing, namespace: namespace.to_owned() });
+    }
+    Ok(objects)
+}
+
+fn decode(kind: Kind, what: &str, object: DynamicObject) -> Result<Object, Error> {
+    Object::from_dynamic(kind, object).map_err(|e| Error::Decode {
+        what: what.to_owned(),
+        kind: kind.as_str(),
+        detail: crate::untrusted::short(&e.to_string(), 200),
     })
 }
 
@@ -220,63 +193,47 @@ pub fn patch_body(changes: &[Change], change_cause: &str) -> Value {
     })
 }
 
-/// Sends the patch (with `dryRun=All` when asked) and returns the change to wait on.
+/// Sends `body` to `target` (with `dryRun=All` when asked) and returns the answer.
 ///
 /// # Errors
-/// The API failures, the patch's 422 as [`Error::Rejected`].
-pub async fn apply(
+/// The API failure, explained.
+pub async fn patch(
     client: &kube::Client,
-    workload: &Workload,
+    target: &Target,
     body: &Value,
     dry_run: bool,
-) -> Result<Patched, Error> {
+    deadline: Instant,
+) -> Result<Object, Error> {
     let mut params =
         PatchParams { field_manager: Some("kubeship".to_owned()), ..PatchParams::default() };
     if dry_run {
         params = params.dry_run();
     }
-    let failed = |e| api_error(workload.kind, &workload.namespace, &workload.name, "patch", e);
-    let (ns, name) = (workload.namespace.as_str(), workload.name.as_str());
+    let what = target.what();
+    let request = Request { verb: "patch", resource: target.kind.plural(), what: &what };
+    let api = api(client, target.kind, &target.namespace);
     let patch = Patch::Strategic(body);
-    let metadata = match workload.kind {
-        Kind::Deployment => patch_as::<Deployment>(client, ns, name, &params, &patch).await,
-        Kind::StatefulSet => patch_as::<StatefulSet>(client, ns, name, &params, &patch).await,
-        Kind::DaemonSet => patch_as::<DaemonSet>(client, ns, name, &params, &patch).await,
-    }
-    .map_err(failed)?;
-    Ok(patched_from(metadata))
+    let answer = call(deadline, request, api.patch(&target.name, &params, &patch)).await?;
+    decode(target.kind, &what, answer)
 }
 
-/// The patch, for any namespaced kind; the response's metadata.
-async fn patch_as<K>(
+/// Every patch that changes something, sent with `dryRun=All`: RBAC, admission webhooks,
+/// policies and validation answer for every target before the first real write. The server's
+/// answer for each target, in order (`Ok(None)` for one that needs no patch).
+pub async fn preflight(
     client: &kube::Client,
-    namespace: &str,
-    name: &str,
-    params: &PatchParams,
-    patch: &Patch<&Value>,
-) -> Result<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, kube::Error>
-where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    Ok(Api::<K>::namespaced(client.clone(), namespace)
-        .patch(name, params, patch)
-        .await?
-        .meta()
-        .clone())
-}
-
-fn patched_from(metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Patched {
-    Patched {
-        uid: metadata.uid.unwrap_or_default(),
-        generation: metadata.generation.unwrap_or(0),
-        revision: metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get("deployment.kubernetes.io/revision").cloned()),
-    }
+    targets: &[Target],
+    cause: &str,
+    deadline: Instant,
+) -> Vec<Result<Option<Object>, Error>> {
+    let checks = targets.iter().map(|t| async move {
+        let changing = t.changing();
+        if changing.is_empty() {
+            return Ok(None);
+        }
+        patch(client, t, &patch_body(&changing, cause), true, deadline).await.map(Some)
+    });
+    futures_util::future::join_all(checks).await
 }
 
 #[cfg(test)]
@@ -286,21 +243,14 @@ mod tests {
     /// Exactly the chosen containers, split by kind, and the change cause.
     #[test]
     fn patch_body_shape() {
-        let changes = [
-            Change {
-                name: "api".into(),
-                init: false,
-                previous_image: "a:1".into(),
-                image: "a@sha256:x".into(),
-            },
-            Change {
-                name: "migrate".into(),
-                init: true,
-                previous_image: "a:1".into(),
-                image: "a@sha256:x".into(),
-            },
-        ];
-        let body = patch_body(&changes, "kubeship: a@sha256:x");
+        let change = |name: &str, init| Change {
+            name: name.into(),
+            init,
+            previous_image: "a:1".into(),
+            image: "a@sha256:x".into(),
+        };
+        let body =
+            patch_body(&[change("api", false), change("migrate", true)], "kubeship: a@sha256:x");
         assert_eq!(
             body,
             json!({
@@ -310,5 +260,17 @@ mod tests {
                     "initContainers": [{"name": "migrate", "image": "a@sha256:x"}]}}}
             })
         );
+    }
+
+    /// Every missing target is named, not only the first.
+    #[test]
+    fn all_missing_targets_are_named() {
+        let e = Error::NotFound {
+            missing: vec!["deployment/a".into(), "statefulset/b".into()],
+            namespace: "prod".into(),
+        };
+        let text = e.to_string();
+        assert!(text.contains("deployment/a, statefulset/b not found in namespace prod"), "{text}");
+        assert_eq!(e.exit_code(), 4);
     }
 }

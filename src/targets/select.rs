@@ -5,13 +5,7 @@
 
 use crate::registry::ImageRef;
 
-/// A container of the pod template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Container {
-    pub name: String,
-    pub image: String,
-    pub init: bool,
-}
+pub use crate::workload::Container;
 
 /// One container's change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +40,10 @@ pub enum Error {
 fn listing(containers: &[Container]) -> String {
     containers
         .iter()
-        .map(|c| format!("{}{} ({})", c.name, if c.init { " [init]" } else { "" }, c.image))
+        .map(|c| {
+            let image = crate::untrusted::short(&c.image, 200);
+            format!("{}{} ({image})", c.name, if c.init { " [init]" } else { "" })
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -103,7 +100,7 @@ pub fn select(
             image.registry(),
             image.repository(),
             only.name,
-            only.image
+            crate::untrusted::short(&only.image, 200)
         );
         return Ok((vec![change(only)], Some(warning)));
     }

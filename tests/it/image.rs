@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use kubeship::inputs::INPUTS;
 
-use super::deploy::{TOKEN, World, parse_outputs};
+use crate::world::{TOKEN, World, parse_outputs};
 
 const IMAGE: &str = "localhost/kubeship:test";
 
@@ -46,11 +46,23 @@ fn check(output: &Output, what: &str) {
     );
 }
 
-/// The static binary, built once per test run into its own target directory.
+/// The static binary: the one scripts/test built (`KUBESHIP_STATIC_BINARY`), else built once
+/// per test run into its own target directory.
 fn static_binary() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
+            if let Some(built) =
+                std::env::var_os("KUBESHIP_STATIC_BINARY").filter(|p| !p.is_empty())
+            {
+                let built = PathBuf::from(built);
+                assert!(
+                    built.is_file(),
+                    "KUBESHIP_STATIC_BINARY={} is not a file",
+                    built.display()
+                );
+                return built;
+            }
             let root = Path::new(env!("CARGO_MANIFEST_DIR"));
             let target_dir = std::env::var_os("CARGO_TARGET_DIR")
                 .map_or_else(|| root.join("target"), PathBuf::from)
@@ -204,7 +216,7 @@ fn image_is_small_static_and_shell_free() {
 /// left untouched.
 #[test]
 fn runs_as_a_github_docker_action() {
-    let w = World::start(false);
+    let w = World::kubesim();
     let host = tempfile::tempdir().unwrap();
     let (workspace, commands) = (host.path().join("workspace"), host.path().join("file_commands"));
     for dir in [&workspace, &commands] {
@@ -273,8 +285,8 @@ fn runs_as_a_github_docker_action() {
     let stderr = text(&output.stderr);
     assert!(stderr.contains("::group::Wait for the rollout"), "{stderr}");
     assert!(stderr.contains(&format!("::add-mask::{TOKEN}")), "{stderr}");
-    let cause = &w.sim.get(&kubesim::resources::DEPLOYMENTS, "prod", "api").unwrap()["metadata"]["annotations"]
-        ["kubernetes.io/change-cause"];
+    let cause = &w.sim().get(&kubesim::resources::DEPLOYMENTS, "prod", "api").unwrap()["metadata"]
+        ["annotations"]["kubernetes.io/change-cause"];
     assert!(cause.as_str().unwrap().contains("acme/shop@0123456789ab"), "{cause}");
     assert_eq!(std::fs::read_dir(&workspace).unwrap().count(), 0, "wrote into the workspace");
     let last = text(&output.stdout).lines().last().unwrap_or_default().to_owned();
@@ -286,7 +298,7 @@ fn runs_as_a_github_docker_action() {
 /// GitLab dotenv report in a mounted directory.
 #[test]
 fn runs_as_docker_run_with_a_mounted_kubeconfig() {
-    let w = World::start(false);
+    let w = World::kubesim();
     let reports = tempfile::tempdir().unwrap();
     let mut env = kubeship_inputs(&w);
     env.extend([
@@ -310,12 +322,12 @@ fn runs_as_docker_run_with_a_mounted_kubeconfig() {
 /// In a pod: no kubeconfig, the service account's token, CA and namespace.
 #[test]
 fn runs_in_cluster_with_a_service_account() {
-    let w = World::start(false);
+    let w = World::kubesim();
     let account = tempfile::tempdir().unwrap();
     std::fs::write(account.path().join("token"), TOKEN).unwrap();
-    std::fs::write(account.path().join("ca.crt"), w.sim.ca_pem().unwrap()).unwrap();
+    std::fs::write(account.path().join("ca.crt"), w.sim().ca_pem().unwrap()).unwrap();
     std::fs::write(account.path().join("namespace"), "prod").unwrap();
-    let port = w.sim.url().rsplit(':').next().unwrap().to_owned();
+    let port = w.sim().url().rsplit(':').next().unwrap().to_owned();
     let mut env = kubeship_inputs(&w);
     env.extend([
         "KUBERNETES_SERVICE_HOST=127.0.0.1".into(),

@@ -179,10 +179,10 @@ fn input_errors_are_reported_to_github() {
             .starts_with("::error title=kubeship%3A invalid input or configuration::input timeout"),
         "{stderr}"
     );
-    let outputs = super::deploy::parse_outputs(&std::fs::read_to_string(&output_file).unwrap());
+    let outputs = crate::world::parse_outputs(&std::fs::read_to_string(&output_file).unwrap());
     assert_eq!(outputs["status"], "failed");
     let summary = std::fs::read_to_string(&summary_file).unwrap();
-    assert!(summary.contains("**Error:** input timeout (INPUT_TIMEOUT)"), "{summary}");
+    assert!(summary.contains("**Error:**\n\n```text\ninput timeout (INPUT_TIMEOUT)"), "{summary}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(result["status"], "failed");

@@ -12,6 +12,7 @@
 pub mod api;
 pub mod clock;
 pub mod controllers;
+pub mod kubelet;
 pub mod managed;
 pub mod patch;
 pub mod resources;
@@ -44,6 +45,8 @@ pub struct Logged {
     pub query: BTreeMap<String, String>,
     pub content_type: String,
     pub body: String,
+    /// The client's `User-Agent`, as an audit log records it.
+    pub user_agent: Option<String>,
 }
 
 /// A node of the simulated cluster.
@@ -117,6 +120,22 @@ pub struct Faults {
     pub delay: Option<Duration>,
     /// Close every watch stream after this many events.
     pub close_watches_after: Option<usize>,
+    /// Writes an admission webhook refuses, as a real one would answer them.
+    pub reject: Vec<Reject>,
+}
+
+/// A write refused after authorization, the way a failing admission webhook refuses it.
+#[derive(Debug, Clone)]
+pub struct Reject {
+    /// The RBAC verb: `patch`, `update`, `create`.
+    pub verb: String,
+    /// The object's name.
+    pub name: String,
+    /// Whether `dryRun=All` requests are refused too (a webhook sees them as well, unless it
+    /// checks `dryRun` the way this fault can).
+    pub dry_runs_too: bool,
+    /// 500 for a webhook that fails, 403 for one that denies.
+    pub code: u16,
 }
 
 /// Everything the API and the controllers share.
@@ -170,7 +189,13 @@ impl Shared {
     }
 
     /// The fault to answer with, if any; waits out an injected delay.
-    async fn fault_for(&self, verb: &str, resource: Option<Resource>) -> Option<ApiError> {
+    async fn fault_for(
+        &self,
+        verb: &str,
+        resource: Option<Resource>,
+        name: Option<&str>,
+        dry_run: bool,
+    ) -> Option<ApiError> {
         let (delay, response) = {
             let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
             let mut response = None;
@@ -183,6 +208,13 @@ impl Shared {
                 } else {
                     status::too_many_requests(1)
                 });
+            }
+            if response.is_none()
+                && let Some(reject) = faults.reject.iter().find(|r| {
+                    r.verb == verb && Some(r.name.as_str()) == name && (r.dry_runs_too || !dry_run)
+                })
+            {
+                response = Some(status::admission(reject.code, "kubesim-reject.example.com"));
             }
             if response.is_none() && faults.fail_verbs.iter().any(|v| v == verb) {
                 response = Some(status::internal(format!("injected failure of {verb}")));
@@ -341,6 +373,54 @@ impl Simulator {
         let created = api::create(&self.shared, &mut self.shared.lock(), &target, object, false)?;
         self.settle();
         Ok(created)
+    }
+
+    /// A JSON merge patch, as another client of the cluster would send it (mirrors the real
+    /// control plane's test helper).
+    pub fn merge_patch(
+        &self,
+        resource: &Resource,
+        namespace: &str,
+        name: &str,
+        patch: Value,
+    ) -> Result<Value, ApiError> {
+        let target = api::Target {
+            resource: *resource,
+            namespace: resource.namespaced.then(|| namespace.to_owned()),
+            name: Some(name.to_owned()),
+            subresource: None,
+        };
+        let body = patch.to_string();
+        let (_, patched) = api::patch(
+            &self.shared,
+            &mut self.shared.lock(),
+            &target,
+            api::PatchType::Merge,
+            body.as_bytes(),
+            &BTreeMap::new(),
+        )?;
+        self.shared.wake.notify_one();
+        self.settle();
+        Ok(patched)
+    }
+
+    /// Deletes an object as a client would (its dependents collected).
+    pub fn delete(
+        &self,
+        resource: &Resource,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        let target = api::Target {
+            resource: *resource,
+            namespace: resource.namespaced.then(|| namespace.to_owned()),
+            name: Some(name.to_owned()),
+            subresource: None,
+        };
+        let removed = api::delete(&mut self.shared.lock(), &target)?;
+        self.shared.wake.notify_one();
+        self.settle();
+        Ok(removed)
     }
 
     /// Adds a node (an autoscaler's work, for pods waiting to be scheduled).

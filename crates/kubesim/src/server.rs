@@ -60,6 +60,7 @@ pub async fn handle(
     let content_type = header(hyper::header::CONTENT_TYPE).unwrap_or_default();
     let accept = header(hyper::header::ACCEPT).unwrap_or_default();
     let authorization = header(hyper::header::AUTHORIZATION);
+    let user_agent = header(hyper::header::USER_AGENT);
     let body = match request.into_body().collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => Bytes::new(),
@@ -71,6 +72,7 @@ pub async fn handle(
         query: query.clone(),
         content_type: content_type.clone(),
         body: String::from_utf8_lossy(&body).into_owned(),
+        user_agent,
     });
 
     let bearer = authorization.as_deref().and_then(|a| a.strip_prefix("Bearer "));
@@ -84,7 +86,11 @@ pub async fn handle(
     }
     let target = api::parse_path(&path);
     let verb = verb(&method, &target, &query);
-    if let Some(response) = shared.fault_for(verb, target.as_ref().map(|t| t.resource)).await {
+    let name = target.as_ref().and_then(|t| t.name.as_deref());
+    let dry_run = query.get("dryRun").is_some_and(|d| d == "All");
+    if let Some(response) =
+        shared.fault_for(verb, target.as_ref().map(|t| t.resource), name, dry_run).await
+    {
         return Ok(error(response));
     }
     let as_table = crate::table::wants_table(&accept);

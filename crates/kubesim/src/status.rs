@@ -210,6 +210,22 @@ pub fn internal(message: String) -> ApiError {
     )
 }
 
+/// An admission webhook's refusal, in the API server's words: 500 when calling it failed
+/// (`failurePolicy: Fail`), else its denial with the code it chose.
+pub fn admission(code: u16, webhook: &str) -> ApiError {
+    if code >= 500 {
+        return internal(format!(
+            "failed calling webhook \"{webhook}\": failed to call webhook: Post \"https://{webhook}/validate\": context deadline exceeded"
+        ));
+    }
+    status(
+        code,
+        "Forbidden",
+        format!("admission webhook \"{webhook}\" denied the request: this change is not allowed"),
+        None,
+    )
+}
+
 /// 422 for invalid PatchOptions (`ValidatePatchOptions`).
 pub fn invalid_options(field: &str, message: &str) -> ApiError {
     status(

@@ -141,7 +141,17 @@ fn rollout_status_fails_on_the_progress_deadline() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // The deadline passes once kubectl is watching (its watch request has arrived).
+    let started = std::time::Instant::now();
+    while !k
+        .sim
+        .requests()
+        .iter()
+        .any(|r| r.path.ends_with("/deployments") && r.query.contains_key("watch"))
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "kubectl never watched");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     k.sim.advance(Duration::from_secs(601));
     let output = status.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(1));

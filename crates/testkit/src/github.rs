@@ -1,5 +1,9 @@
 //! The GitHub runner's reading of a file-command file (`$GITHUB_OUTPUT`), rule for rule
-//! (`FileCommandManager.cs`, `EnvFileKeyValuePairs`), as the oracle for what kubeship writes.
+//! (`FileCommandManager.cs`, `EnvFileKeyValuePairs`), as the oracle for what kubeship writes;
+//! [`runner`] does the same for what kubeship prints, and [`summary`] for its step summary.
+
+pub mod runner;
+pub mod summary;
 
 /// The outputs in the file, in order (a later duplicate wins when read into a map), or the
 /// runner's error, which fails the step.

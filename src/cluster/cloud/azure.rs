@@ -135,7 +135,7 @@ impl Entra {
                 )
             })?)
         } else if let Some(secret) = secret {
-            crate::log::mask(secret.expose_secret());
+            crate::log::secret(secret.expose_secret());
             Assertion::Secret(secret)
         } else if let Some(path) = env.get("AZURE_FEDERATED_TOKEN_FILE") {
             Assertion::FederatedFile(path.to_owned())
@@ -272,7 +272,7 @@ impl Entra {
                     .into(),
             });
         };
-        crate::log::mask(token);
+        crate::log::secret(token);
         // IMDS gives expires_in as a string.
         let seconds = body["expires_in"]
             .as_u64()

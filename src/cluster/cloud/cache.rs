@@ -65,7 +65,7 @@ impl Cache {
             return Ok(c.token.secret.clone());
         }
         let token = self.source.mint().await?;
-        crate::log::mask(token.secret.expose_secret());
+        crate::log::secret(token.secret.expose_secret());
         let secret = token.secret.clone();
         *current = Some(Current { token, minted: Instant::now() });
         Ok(secret)
@@ -79,19 +79,20 @@ fn fresh(minted: Instant, expires: Instant, now: Instant) -> bool {
     now + margin < expires
 }
 
-/// The layer for `kube::client::ClientBuilder::with_layer`.
+/// The layer for `kube::client::ClientBuilder::with_layer`; without a cache it passes requests
+/// through untouched (kube's own credentials apply).
 #[derive(Clone)]
 pub struct BearerLayer {
-    cache: Arc<Cache>,
+    cache: Option<Arc<Cache>>,
 }
 
 impl BearerLayer {
-    pub fn new(cache: Arc<Cache>) -> Self {
+    pub fn new(cache: Option<Arc<Cache>>) -> Self {
         Self { cache }
     }
 }
 
-impl<S> tower_layer::Layer<S> for BearerLayer {
+impl<S> tower::Layer<S> for BearerLayer {
     type Service = Bearer<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
@@ -107,14 +108,14 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// an error from `poll_ready` would fail the buffer, and every later request, for good.
 pub struct Bearer<S> {
     inner: S,
-    cache: Arc<Cache>,
+    cache: Option<Arc<Cache>>,
     pending: Option<BoxFuture<'static, Result<SecretString, Error>>>,
     ready: Option<Result<SecretString, Error>>,
 }
 
-impl<S, B> tower_service::Service<http::Request<B>> for Bearer<S>
+impl<S, B> tower::Service<http::Request<B>> for Bearer<S>
 where
-    S: tower_service::Service<http::Request<B>>,
+    S: tower::Service<http::Request<B>>,
     S::Future: Send + 'static,
     S::Response: Send + 'static,
     S::Error: Into<BoxError>,
@@ -124,8 +125,10 @@ where
     type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.ready.is_none() {
-            let cache = self.cache.clone();
+        if let Some(cache) = &self.cache
+            && self.ready.is_none()
+        {
+            let cache = cache.clone();
             let pending =
                 self.pending.get_or_insert_with(|| Box::pin(async move { cache.token().await }));
             match pending.as_mut().poll(cx) {
@@ -144,6 +147,10 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        if self.cache.is_none() {
+            let future = self.inner.call(request);
+            return Box::pin(async move { future.await.map_err(Into::into) });
+        }
         let token = match self.ready.take() {
             Some(Ok(token)) => token,
             Some(Err(e)) => return Box::pin(std::future::ready(Err(e.into()))),
@@ -252,15 +259,14 @@ mod tests {
     /// service being called.
     #[tokio::test(start_paused = true)]
     async fn layer_sets_the_header() {
-        use tower_layer::Layer as _;
-        use tower_service::Service as _;
+        use tower::{Layer as _, Service as _};
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let record = seen.clone();
         let inner = tower_test_service(move |r: http::Request<()>| {
             record.lock().unwrap().push(r.headers().get("authorization").cloned());
         });
         let (good, _) = cache(Duration::from_secs(900), false);
-        let mut service = BearerLayer::new(good).layer(inner.clone());
+        let mut service = BearerLayer::new(Some(good)).layer(inner.clone());
         std::future::poll_fn(|cx| service.poll_ready(cx)).await.unwrap();
         service.call(http::Request::new(())).await.unwrap();
         let header = seen.lock().unwrap()[0].clone().unwrap();
@@ -268,7 +274,7 @@ mod tests {
         assert!(header.is_sensitive());
 
         let (bad, _) = cache(Duration::from_secs(900), true);
-        let mut service = BearerLayer::new(bad).layer(inner);
+        let mut service = BearerLayer::new(Some(bad)).layer(inner);
         std::future::poll_fn(|cx| service.poll_ready(cx)).await.unwrap();
         assert!(service.call(http::Request::new(())).await.is_err());
         assert_eq!(seen.lock().unwrap().len(), 1);
@@ -282,7 +288,7 @@ mod tests {
     #[derive(Clone)]
     struct TestService<F>(F);
 
-    impl<F: Fn(http::Request<()>)> tower_service::Service<http::Request<()>> for TestService<F> {
+    impl<F: Fn(http::Request<()>)> tower::Service<http::Request<()>> for TestService<F> {
         type Response = ();
         type Error = BoxError;
         type Future = std::future::Ready<Result<(), BoxError>>;

@@ -39,7 +39,7 @@ impl GitHubOidc {
         else {
             return Ok(None);
         };
-        crate::log::mask(token);
+        crate::log::secret(token);
         Ok(Some(Self {
             url: endpoint(url, "ACTIONS_ID_TOKEN_REQUEST_URL")?,
             request_token: SecretString::from(token),
@@ -75,7 +75,7 @@ impl GitHubOidc {
             service: service.into(),
             detail: "its answer has no token (\"value\")".into(),
         })?;
-        crate::log::mask(&value);
+        crate::log::secret(&value);
         Ok(SecretString::from(value))
     }
 }

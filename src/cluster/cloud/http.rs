@@ -123,7 +123,7 @@ pub fn oauth_token(
     let body = serde_json::from_slice::<Body>(&answer.body).ok();
     match body {
         Some(Body { access_token: Some(token), expires_in, .. }) if answer.ok() => {
-            crate::log::mask(&token);
+            crate::log::secret(&token);
             let lifetime = Duration::from_secs(expires_in.unwrap_or(3600));
             Ok(super::cache::Token::lasting(SecretString::from(token), lifetime))
         }

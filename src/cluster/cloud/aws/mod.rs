@@ -223,7 +223,7 @@ impl Chain {
             None => (base, arn),
         };
         for secret in credentials.secrets() {
-            crate::log::mask(secret.expose_secret());
+            crate::log::secret(secret.expose_secret());
         }
         if let Some(arn) = arn {
             self.identity.set(Identity::eks(&arn));

@@ -213,7 +213,7 @@ impl External {
                     detail: format!("its JSON has no string {field:?}"),
                 })?,
         };
-        crate::log::mask(&token);
+        crate::log::secret(&token);
         Ok(SecretString::from(token))
     }
 
@@ -289,7 +289,7 @@ impl External {
             service: service.clone(),
             detail: "its answer has no accessToken".into(),
         })?;
-        crate::log::mask(&token);
+        crate::log::secret(&token);
         let lifetime = body
             .expire_time
             .and_then(|t| t.parse::<jiff::Timestamp>().ok())

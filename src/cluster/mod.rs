@@ -1,0 +1,287 @@
+//! Access to the cluster. The kubeconfig ([`kubeconfig`]) or the in-cluster service account
+//! gives a client; the namespace is the `namespace` input, else the context's, else the
+//! service account's, else `default`. Every request the client sends is bounded (connect
+//! 10 s, an answer within 30 s; callers bound it further by their deadline, see [`api`]),
+//! names itself `kubeship/<version>`, and every credential in the configuration is registered
+//! for redaction before anything can print it.
+//!
+//! An EKS, GKE or AKS exec plugin that is not installed, and the `cluster` input, are the
+//! [`cloud`] module's: it mints the token, and a layer around kube's client sends it.
+
+pub mod access;
+pub mod api;
+pub mod cloud;
+pub mod kubeconfig;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use api::{ApiError, call};
+
+/// Why the cluster cannot be used from this configuration. All are exit 2: nothing was sent.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "{source_} is not a usable kubeconfig: {detail}. Give the kubeconfig file's YAML, or base64 of it"
+    )]
+    Kubeconfig { source_: String, detail: String },
+    #[error("{variable} names {paths}, which does not exist: {hint}")]
+    KubeconfigPath { variable: &'static str, paths: String, hint: &'static str },
+    #[error(
+        "no cluster credentials: give the kubeconfig input, set KUBECONFIG, or run in a pod with a service account"
+    )]
+    Missing,
+    #[error("{source_} {problem}: set the context input to one of: {available}")]
+    Context { source_: String, problem: String, available: String },
+    #[error(
+        "the kubeconfig authenticates with the exec plugin {command:?}, which is not on PATH and \
+         which kubeship cannot stand in for (it does for aws eks get-token, aws-iam-authenticator, \
+         gke-gcloud-auth-plugin and kubelogin): install it in the step's image, or use a \
+         kubeconfig with a service-account token"
+    )]
+    ExecPluginMissing { command: String },
+    /// The cloud login that stands in for an exec plugin or serves the `cluster` input: exit 2
+    /// for its configuration, exit 4 when the cloud refused or could not be reached.
+    #[error(transparent)]
+    Cloud(#[from] cloud::Error),
+    #[error("the in-cluster service account cannot be used: {0}")]
+    InCluster(String),
+    #[error("the kubeconfig's cluster settings cannot be used: {0}")]
+    Client(String),
+    /// Exit 4: the credentials could not be obtained (an exec plugin failed).
+    #[error("{0}")]
+    Authentication(String),
+}
+
+impl Error {
+    /// Exit 2 for configuration; exit 4 when authenticating failed.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Authentication(_) => 4,
+            Self::Cloud(e) => e.exit_code(),
+            _ => 2,
+        }
+    }
+}
+
+/// Where the kubeconfig comes from, as the inputs and environment say.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// The `kubeconfig` input.
+    pub kubeconfig: Option<String>,
+    /// The `context` input.
+    pub context: Option<String>,
+    /// The `namespace` input.
+    pub namespace: Option<String>,
+    /// `KUBECONFIG`, split.
+    pub kubeconfig_paths: Vec<PathBuf>,
+    /// `$HOME`, for `~/.kube/config`.
+    pub home: Option<PathBuf>,
+    /// The `cluster` input, the cloud inputs and the cloud variables of the environment.
+    pub cloud: cloud::Settings,
+}
+
+/// A client and the namespace the targets live in.
+pub struct Cluster {
+    pub client: kube::Client,
+    pub namespace: String,
+    /// `https://host:port`, for messages.
+    pub server: String,
+    /// Said once, as warnings: `insecure-skip-tls-verify`, a token over plain HTTP.
+    pub warnings: Vec<String>,
+    /// Who kubeship authenticated as, when it minted a cloud token itself.
+    pub identity: Option<cloud::IdentityCell>,
+}
+
+/// No answer to a request within this is a failure (the contract's "Bounded, always").
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(30);
+const CONNECT_WITHIN: Duration = Duration::from_secs(10);
+const USER_AGENT: &str = concat!("kubeship/", env!("CARGO_PKG_VERSION"));
+
+/// Builds the client. Sends nothing to the cluster; a cloud login mints its first token here
+/// (and the `cluster` input asks the cloud where the cluster is).
+///
+/// # Errors
+/// Every [`Error`]: configuration errors, and a cloud's refusal (exit 4).
+pub async fn connect(access: &Access) -> Result<Cluster, Error> {
+    crate::tls::install_crypto_provider();
+    let mut login = None;
+    let mut config = if let Some(cluster) = &access.cloud.cluster {
+        let (located, started) = cloud::for_cluster(cluster, &access.cloud).await?;
+        login = Some(started);
+        located_config(&located)?
+    } else {
+        configured(access).await?
+    };
+    if let Some(exec) = config.auth_info.exec.clone()
+        && let Some(command) = exec.command.clone()
+        && !on_path(&command)
+    {
+        let args = exec.args.clone().unwrap_or_default();
+        let Some(plugin) = cloud::recognise(&command, &args) else {
+            return Err(Error::ExecPluginMissing { command });
+        };
+        let env: Vec<(String, String)> = exec
+            .env
+            .iter()
+            .flatten()
+            .filter_map(|e| Some((e.get("name")?.clone(), e.get("value")?.clone())))
+            .collect();
+        login = Some(cloud::for_plugin(&plugin, &access.cloud, &env).await?);
+        // kube's own exec would run the missing binary: the bearer layer sends the token instead.
+        config.auth_info.exec = None;
+    }
+    finish(access, config, login)
+}
+
+/// The kubeconfig's configuration, or the in-cluster one.
+async fn configured(access: &Access) -> Result<kube::Config, Error> {
+    Ok(match kubeconfig::load(access)? {
+        Some(loaded) => {
+            let options = kubeconfig::options(&loaded, access.context.as_deref())?;
+            register_secrets(&loaded.kubeconfig);
+            kube::Config::from_custom_kubeconfig(loaded.kubeconfig, &options).await.map_err(
+                |e| Error::Kubeconfig {
+                    source_: loaded.source,
+                    detail: crate::error::render_chain(&e),
+                },
+            )?
+        }
+        None => kube::Config::incluster().map_err(|e| match e {
+            kube::config::InClusterError::ReadEnvironmentVariable(_) => Error::Missing,
+            other => Error::InCluster(crate::error::render_chain(&other)),
+        })?,
+    })
+}
+
+/// The configuration of a cluster the cloud described (the `cluster` input).
+fn located_config(located: &cloud::Located) -> Result<kube::Config, Error> {
+    let bad = |detail: String| cloud::Error::Answer { service: "the cloud".into(), detail };
+    let url = located
+        .server
+        .parse::<http::Uri>()
+        .map_err(|_| bad("its cluster endpoint is not a URL".into()))?;
+    let mut config = kube::Config::new(url);
+    if let Some(pem) = &located.ca_pem {
+        let certs = crate::tls::parse_pem_certificates(pem)
+            .map_err(|e| bad(format!("the cluster's CA {e}")))?;
+        config.root_cert = Some(certs);
+    }
+    Ok(config)
+}
+
+/// The client for `config`, with the cloud login's bearer layer when there is one.
+fn finish(
+    access: &Access,
+    mut config: kube::Config,
+    login: Option<cloud::Login>,
+) -> Result<Cluster, Error> {
+    let server = config.cluster_url.to_string().trim_end_matches('/').to_owned();
+    let mut warnings = Vec::new();
+    if config.accept_invalid_certs {
+        warnings.push(
+            "the kubeconfig sets insecure-skip-tls-verify: the API server's identity is not checked; \
+             give its CA (certificate-authority-data) instead"
+                .to_owned(),
+        );
+    }
+    let sends_credentials = login.is_some()
+        || config.auth_info.token.is_some()
+        || config.auth_info.token_file.is_some()
+        || config.auth_info.exec.is_some()
+        || config.auth_info.password.is_some();
+    if config.cluster_url.scheme_str() == Some("http") && sends_credentials {
+        // kubectl refuses to send a token over plain HTTP; kube-rs sends it. Say so.
+        warnings.push(format!(
+            "the kubeconfig sends credentials to {server} over plain HTTP, where anyone on the \
+             path can read them: use the API server's https address"
+        ));
+    }
+    config.connect_timeout = Some(CONNECT_WITHIN);
+    config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_static(USER_AGENT)));
+    let namespace = access.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
+    if let Some(login) = &login {
+        crate::log::info(&login.note);
+    }
+    let bearer = cloud::BearerLayer::new(login.as_ref().map(|l| l.cache.clone()));
+    let client = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| match &e {
+            // kube runs an exec plugin as it builds the client; its error holds the command
+            // line and output.
+            kube::Error::Auth(auth) => Error::Authentication(api::auth_failure(auth)),
+            other => Error::Client(crate::error::render_chain(other)),
+        })?
+        .with_layer(&bearer)
+        .with_layer(&tower::timeout::TimeoutLayer::new(ANSWER_WITHIN))
+        .build();
+    let identity = login.map(|l| l.identity);
+    Ok(Cluster { client, namespace, server, warnings, identity })
+}
+
+/// Every credential of the kubeconfig, registered for redaction before anything can print it:
+/// the users' tokens, passwords and keys, auth-provider tokens, and every exec plugin's
+/// environment values and secret-looking arguments (`--token=…`, `--client-secret x`).
+fn register_secrets(kubeconfig: &kube::config::Kubeconfig) {
+    use secrecy::ExposeSecret as _;
+    for named in &kubeconfig.auth_infos {
+        let Some(user) = &named.auth_info else { continue };
+        for secret in [&user.token, &user.password, &user.client_key_data].into_iter().flatten() {
+            crate::log::secret(secret.expose_secret());
+        }
+        let provider = user.auth_provider.as_ref().map(|p| &p.config);
+        for (key, value) in provider.into_iter().flatten() {
+            if secret_name(key) {
+                crate::log::secret(value);
+            }
+        }
+        let Some(exec) = &user.exec else { continue };
+        for env in exec.env.iter().flatten() {
+            if let Some(value) = env.get("value") {
+                crate::log::secret(value);
+            }
+        }
+        let mut after_secret_flag = false;
+        for arg in exec.args.iter().flatten() {
+            match arg.split_once('=') {
+                Some((flag, value)) if secret_name(flag) => crate::log::secret(value),
+                _ if after_secret_flag => crate::log::secret(arg),
+                _ => {}
+            }
+            after_secret_flag = arg.starts_with('-') && !arg.contains('=') && secret_name(arg);
+        }
+    }
+}
+
+/// Names of settings and flags that hold secrets.
+fn secret_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["token", "secret", "password", "key", "credential"].iter().any(|w| name.contains(w))
+}
+
+fn on_path(command: &str) -> bool {
+    if command.contains('/') {
+        return Path::new(command).is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(command).is_file()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Exec plugin secrets are registered whatever form they take; ordinary arguments are not.
+    #[test]
+    fn exec_plugin_secrets_are_registered() {
+        let config = kubeconfig::parse(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://x\n\
+             users:\n- name: u\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      \
+             command: helper\n      args: [get-token, --token=arg-s3cret-1, --client-secret, arg-s3cret-2, --region, us-east-1]\n      \
+             env:\n      - name: AWS_SECRET_ACCESS_KEY\n        value: env-s3cret-3\n",
+        )
+        .expect("parses");
+        register_secrets(&config);
+        let text = crate::log::redact("arg-s3cret-1 arg-s3cret-2 env-s3cret-3 us-east-1 get-token");
+        assert_eq!(text, "*** *** *** us-east-1 get-token");
+    }
+}

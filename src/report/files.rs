@@ -1,0 +1,311 @@
+//! Where the outputs go: `$GITHUB_OUTPUT` (the runner's heredoc form), `$GITHUB_STEP_SUMMARY`,
+//! the GitLab dotenv report and the Tekton results. [`Destinations::check`] runs before any
+//! request, so a destination that cannot be written is an input error (exit 2) rather than a
+//! failure after the deploy. The runner's two files are appended to with one write each; the
+//! dotenv report and each result are written to a temporary file and renamed, so a reader never
+//! sees half of one.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+/// GitLab's limit on a dotenv report (bytes).
+const DOTENV_LIMIT: usize = 5 * 1024;
+/// Tekton's limit on a step's results together (bytes).
+const TEKTON_LIMIT: usize = 4096;
+
+/// A destination that cannot be written: exit 2, and nothing was sent to any server.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} ({}) cannot be written: {reason}. {hint}", path.display())]
+pub struct Error {
+    pub what: &'static str,
+    pub path: PathBuf,
+    pub reason: String,
+    pub hint: &'static str,
+}
+
+/// The output files of a run, from the inputs and the runner's environment.
+#[derive(Debug, Clone, Default)]
+pub struct Destinations {
+    pub github_output: Option<PathBuf>,
+    pub step_summary: Option<PathBuf>,
+    pub dotenv_file: Option<PathBuf>,
+    pub results_dir: Option<PathBuf>,
+}
+
+impl Destinations {
+    /// Makes the folders and checks every destination can be written, writing nothing that a
+    /// reader could take for an output.
+    ///
+    /// # Errors
+    /// The first destination that cannot be written.
+    pub fn check(&self) -> Result<(), Error> {
+        let fail = |what, path: &Path, reason: String, hint| Error {
+            what,
+            path: path.to_owned(),
+            reason,
+            hint,
+        };
+        for (what, path) in
+            [("$GITHUB_OUTPUT", &self.github_output), ("$GITHUB_STEP_SUMMARY", &self.step_summary)]
+        {
+            let Some(path) = path else { continue };
+            // Appending nothing proves the file can be opened for writing.
+            append(path, "").map_err(|e| {
+                fail(what, path, e.to_string(), "the runner sets this file; run the step as the runner does (as root in a Docker action)")
+            })?;
+        }
+        if let Some(path) = &self.dotenv_file {
+            if path.is_dir() {
+                return Err(fail("dotenv-file", path, "it is a directory".into(), "name a file"));
+            }
+            let dir = parent(path);
+            probe(dir).map_err(|e| fail("dotenv-file", path, e, "check the dotenv-file input"))?;
+        }
+        if let Some(dir) = &self.results_dir {
+            probe(dir).map_err(|e| fail("results-dir", dir, e, "check the results-dir input"))?;
+        }
+        Ok(())
+    }
+
+    /// Writes every destination. `dotenv` and Tekton warnings (an output left out) are returned
+    /// for the log.
+    ///
+    /// # Errors
+    /// The first destination that fails (it was writable when checked).
+    pub fn write(&self, report: &super::Report, error: Option<&str>) -> Result<Vec<String>, Error> {
+        let mut warnings = Vec::new();
+        let fail = |what, path: &Path, e: std::io::Error| Error {
+            what,
+            path: path.to_owned(),
+            reason: e.to_string(),
+            hint: "the deploy itself went as reported; check the disk and the path",
+        };
+        if let Some(path) = &self.step_summary {
+            append(path, &super::summary::render(report, error))
+                .map_err(|e| fail("$GITHUB_STEP_SUMMARY", path, e))?;
+        }
+        if let Some(path) = &self.github_output {
+            append(path, &github_output(&report.outputs()))
+                .map_err(|e| fail("$GITHUB_OUTPUT", path, e))?;
+        }
+        if let Some(path) = &self.dotenv_file {
+            let (text, left_out) = dotenv(report);
+            warnings.extend(left_out);
+            replace(path, &text).map_err(|e| fail("dotenv-file", path, e))?;
+        }
+        if let Some(dir) = &self.results_dir {
+            let outputs = tekton_results(report);
+            for (name, value) in outputs {
+                let path = dir.join(name);
+                replace(&path, &value).map_err(|e| fail("results-dir", &path, e))?;
+            }
+        }
+        Ok(warnings)
+    }
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// Makes `dir` and proves a file can be created in it.
+fn probe(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("its folder cannot be made ({e})"))?;
+    tempfile::NamedTempFile::new_in(dir)
+        .map(drop)
+        .map_err(|e| format!("no file can be created in {} ({e})", dir.display()))
+}
+
+fn append(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    file.write_all(text.as_bytes())
+}
+
+/// Writes `text` to a temporary file beside `path`, then renames it over `path`.
+fn replace(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut file = tempfile::NamedTempFile::new_in(parent(path))?;
+    file.write_all(text.as_bytes())?;
+    file.persist(path).map(drop).map_err(|e| e.error)
+}
+
+/// `name<<DELIM\nvalue\nDELIM\n` for each output, with a delimiter that appears in no value
+/// (`actions/toolkit` `file-command.ts`).
+pub fn github_output(outputs: &[(&'static str, String)]) -> String {
+    let mut delimiter = random_delimiter();
+    while outputs.iter().any(|(_, v)| v.contains(&delimiter)) {
+        delimiter = random_delimiter();
+    }
+    outputs
+        .iter()
+        .map(|(name, value)| format!("{name}<<{delimiter}\n{value}\n{delimiter}\n"))
+        .collect()
+}
+
+fn random_delimiter() -> String {
+    format!("ghadelimiter_{:032x}", rand::random::<u128>())
+}
+
+/// The GitLab dotenv report: `KUBESHIP_<OUTPUT>=value`, one line each. A value that is not a
+/// single line (one read from the cluster can hold anything) is left out, with a warning: a
+/// newline in it would forge another variable. `result` is shortened to fit the size limit.
+pub fn dotenv(report: &super::Report) -> (String, Vec<String>) {
+    let key = |name: &str| format!("KUBESHIP_{}", name.to_uppercase().replace('-', "_"));
+    let mut warnings = Vec::new();
+    let mut text = String::new();
+    for (name, value) in report.outputs() {
+        if name == "result" {
+            continue;
+        }
+        if value.chars().any(char::is_control) {
+            warnings.push(format!(
+                "the {name} output is left out of the dotenv report: its value is not a single line"
+            ));
+            continue;
+        }
+        text.push_str(&format!("{}={value}\n", key(name)));
+    }
+    let prefix = format!("{}=", key("result"));
+    let room = DOTENV_LIMIT.saturating_sub(text.len() + prefix.len() + 1);
+    let result = report.json_within(room);
+    if result.len() < report.json().len() {
+        warnings.push(format!(
+            "the result JSON is shortened in the dotenv report, whose limit is {DOTENV_LIMIT} bytes"
+        ));
+    }
+    text.push_str(&format!("{prefix}{result}\n"));
+    (text, warnings)
+}
+
+/// Tekton results: each output as `<dir>/<name>`, without a trailing newline, `result`
+/// shortened so that together they stay within Tekton's limit.
+pub fn tekton_results(report: &super::Report) -> Vec<(&'static str, String)> {
+    let outputs = report.outputs();
+    let others: usize = outputs.iter().filter(|(n, _)| *n != "result").map(|(_, v)| v.len()).sum();
+    report.outputs_within(TEKTON_LIMIT.saturating_sub(others))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Status;
+    use super::super::tests::report;
+    use super::*;
+
+    /// The runner's reading of the file, which must accept it.
+    fn parse(text: &str) -> Vec<(String, String)> {
+        kubeship_testkit::github::parse_output(text).expect("the runner accepts the file")
+    }
+
+    /// Values with newlines and delimiter-like text parse back unchanged.
+    #[test]
+    fn heredoc_round_trip() {
+        let outputs = vec![
+            ("a", "one".to_owned()),
+            ("b", "two\nlines\nghadelimiter_x".to_owned()),
+            ("c", String::new()),
+        ];
+        let expected: Vec<(String, String)> =
+            outputs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        assert_eq!(parse(&github_output(&outputs)), expected);
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        /// Whatever the values (newlines, delimiter look-alikes, unicode, empty), the file
+        /// reads back to the same outputs under the runner's heredoc rules.
+        #[test]
+        fn github_output_round_trips(
+            values in proptest::collection::vec(
+                proptest::collection::vec(
+                    proptest::prop_oneof![
+                        "\\PC{0,12}",
+                        proptest::strategy::Just("\n".to_owned()),
+                        "ghadelimiter_[0-9a-f]{0,32}",
+                        proptest::strategy::Just("name<<EOF".to_owned()),
+                    ],
+                    0..6,
+                ).prop_map(|parts| parts.concat()),
+                9..=9,
+            )
+        ) {
+            let outputs: Vec<(&'static str, String)> =
+                super::super::OUTPUTS.iter().copied().zip(values.iter().cloned()).collect();
+            let text = github_output(&outputs);
+            let expected: Vec<(String, String)> =
+                outputs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+            proptest::prop_assert_eq!(parse(&text), expected);
+        }
+
+        /// Whatever the cluster put into the report, every dotenv line is KUBESHIP_X=value,
+        /// one per output at most, and no line forges a variable.
+        #[test]
+        fn dotenv_lines_cannot_be_forged(previous in "(?s).{0,80}", message in "(?s).{0,80}") {
+            let mut r = report(Status::Failed);
+            r.targets[0].containers[0].previous_image = previous;
+            r.targets[0].message = message;
+            let (text, _) = dotenv(&r);
+            let keys: Vec<&str> = text.lines().map(|l| l.split('=').next().unwrap_or("")).collect();
+            let mut expected: Vec<String> = super::super::OUTPUTS.iter()
+                .map(|n| format!("KUBESHIP_{}", n.to_uppercase().replace('-', "_"))).collect();
+            expected.retain(|k| keys.contains(&k.as_str()));
+            proptest::prop_assert_eq!(keys.len(), expected.len());
+            proptest::prop_assert!(text.len() <= DOTENV_LIMIT);
+        }
+    }
+
+    /// A multi-line value is left out with a warning; the result is shortened, not dropped.
+    #[test]
+    fn dotenv_report() {
+        let mut r = report(Status::Succeeded);
+        let (text, warnings) = dotenv(&r);
+        assert!(text.starts_with("KUBESHIP_DIGEST=sha256:aa\n"), "{text}");
+        assert!(text.contains("KUBESHIP_PREVIOUS_IMAGE=r/a:1\n") && warnings.is_empty());
+        r.targets[0].containers[0].previous_image = "a\nKUBESHIP_STATUS=succeeded".into();
+        r.targets[0].message = "x".repeat(8000);
+        let (text, warnings) = dotenv(&r);
+        assert!(!text.contains("KUBESHIP_PREVIOUS_IMAGE") && text.len() <= DOTENV_LIMIT, "{text}");
+        assert_eq!(text.lines().filter(|l| l.starts_with("KUBESHIP_STATUS=")).count(), 1);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        let result = text.lines().last().unwrap().strip_prefix("KUBESHIP_RESULT=").unwrap();
+        assert_eq!(serde_json::from_str::<serde_json::Value>(result).unwrap()["truncated"], true);
+    }
+
+    /// Tekton: within 4096 bytes together, the result shortened.
+    #[test]
+    fn tekton_limit() {
+        let mut r = report(Status::Failed);
+        r.targets[0].message = "x".repeat(5000);
+        let results = tekton_results(&r);
+        assert!(results.iter().map(|(_, v)| v.len()).sum::<usize>() <= TEKTON_LIMIT);
+        assert_eq!(results.len(), 9);
+    }
+
+    /// Folders are made; a directory where a file should be, or a file where a folder should
+    /// be, is an error naming it.
+    #[test]
+    fn destinations_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Destinations {
+            github_output: Some(dir.path().join("out")),
+            step_summary: None,
+            dotenv_file: Some(dir.path().join("new/folder/deploy.env")),
+            results_dir: Some(dir.path().join("results")),
+        };
+        ok.check().unwrap();
+        assert!(dir.path().join("new/folder").is_dir() && dir.path().join("results").is_dir());
+        assert_eq!(std::fs::read_dir(dir.path().join("new/folder")).unwrap().count(), 0);
+        let bad =
+            Destinations { github_output: Some(dir.path().to_owned()), ..Destinations::default() };
+        let e = bad.check().unwrap_err().to_string();
+        assert!(e.contains("$GITHUB_OUTPUT") && e.contains(dir.path().to_str().unwrap()), "{e}");
+        std::fs::write(dir.path().join("file"), "").unwrap();
+        let bad = Destinations {
+            dotenv_file: Some(dir.path().join("file/x.env")),
+            ..Destinations::default()
+        };
+        assert!(bad.check().unwrap_err().to_string().contains("dotenv-file"));
+    }
+}

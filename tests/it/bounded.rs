@@ -1,0 +1,61 @@
+//! A world that does not answer: an API server that accepts connections and never replies,
+//! and one that stops replying in the middle of the wait. Every stage ends within the
+//! run's timeout plus a few seconds, with its outputs written.
+
+use std::time::{Duration, Instant};
+
+use kubeship_testkit::gate::{Silent, TcpGate};
+use kubesim::Behaviour;
+
+use crate::world::{World, on_both};
+
+/// The kubeconfig of `w`, pointed at `address` instead of its API server.
+fn kubeconfig_via(w: &World, address: std::net::SocketAddr) -> String {
+    w.kubeconfig().replace(&w.url(), &format!("https://{address}"))
+}
+
+/// A listener that accepts and never answers: exit 4 within timeout + 5 s, the request it
+/// hung on named, and the outputs written (status failed, the JSON line last).
+#[test]
+fn a_silent_api_server_ends_within_the_timeout() {
+    let w = World::kubesim();
+    let silent = Silent::start().unwrap();
+    let started = Instant::now();
+    let run = w.run(&[
+        ("INPUT_IMAGE", &w.image("v2")),
+        ("INPUT_DEPLOYMENT", "api"),
+        ("INPUT_KUBECONFIG", &kubeconfig_via(&w, silent.address)),
+        ("INPUT_TIMEOUT", "4s"),
+    ]);
+    let took = started.elapsed();
+    assert_eq!(run.code, Some(4), "{}", run.stderr);
+    assert!(took < Duration::from_secs(4 + 5), "{took:?}");
+    assert!(
+        run.stderr.contains("did not answer the request to get deployment/api in prod"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.outputs["status"], "failed");
+    assert_eq!(run.result["status"], "failed");
+    assert_eq!(run.result["digest"], w.v2.as_str(), "the registry stage's facts are kept");
+}
+
+on_both!(
+    /// The API server stops answering once the wait has begun (connections open, no bytes):
+    /// the run ends at its deadline as timed-out, diagnostics bounded, within timeout + 5 s.
+    an_api_server_that_stops_answering_mid_wait,
+    |w| {
+        w.script(&w.pinned(&w.v2), Behaviour { never_ready: true, ..Behaviour::default() });
+        let upstream = w.url().trim_start_matches("https://").parse().unwrap();
+        let gate = TcpGate::start(upstream).unwrap();
+        let config = w.kubeconfig().replace(&w.url(), &format!("https://{}", gate.address));
+        let started = Instant::now();
+        let child = w.spawn_waiting(&[("INPUT_KUBECONFIG", &config), ("INPUT_TIMEOUT", "6s")]);
+        gate.freeze();
+        let run = child.finish(w);
+        let took = started.elapsed();
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
+        assert_eq!(run.outputs["status"], "timed-out");
+        assert!(took < Duration::from_secs(6 + 5), "{took:?}");
+    }
+);
