@@ -6,6 +6,7 @@
 mod aks;
 mod eks;
 mod gke;
+mod real;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
