@@ -45,3 +45,6 @@ mod action;
 
 // EKS, GKE and AKS tokens minted by kubeship against the clouds' protocols, on loopback.
 mod cloud;
+
+// TLS trust without an OS trust store.
+mod trust;
