@@ -179,16 +179,11 @@ fn plain_http_allowed(url: &reqwest::Url) -> bool {
     }
 }
 
-/// Text from a cloud service, fit to quote: secrets cut out, control characters replaced,
-/// at most [`QUOTED`] characters.
+/// Text from a cloud service, fit to quote: secrets cut out, then made inert by
+/// [`crate::untrusted`] (one line, control and deceptive characters replaced), at most
+/// [`QUOTED`] characters.
 pub fn untrusted(bytes: &[u8], secrets: &[&SecretString]) -> String {
-    let text = redact(&String::from_utf8_lossy(bytes), secrets);
-    let mut out: String =
-        text.trim().chars().take(QUOTED).map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if text.trim().chars().count() > QUOTED {
-        out.push('…');
-    }
-    out
+    crate::untrusted::short(redact(&String::from_utf8_lossy(bytes), secrets).trim(), QUOTED)
 }
 
 /// `text` with every secret (of 4 characters or more) replaced by `***`.
@@ -231,7 +226,10 @@ mod tests {
         let secret = SecretString::from("s3cr3t-value");
         let body = format!("error\r\n\u{1b}[31m{} {}", "x".repeat(1000), "s3cr3t-value");
         let quoted = untrusted(body.as_bytes(), &[&secret]);
-        assert!(!quoted.contains('\n') && !quoted.contains('\u{1b}'), "{quoted}");
+        assert!(
+            !quoted.contains('\n') && !quoted.contains('\u{1b}') && !quoted.contains('\r'),
+            "{quoted}"
+        );
         assert!(quoted.chars().count() <= QUOTED + 1);
         let tail = untrusted(b"denied for s3cr3t-value", &[&secret]);
         assert_eq!(tail, "denied for ***");

@@ -10,10 +10,10 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
 use super::{SCOPE, google_error, oauth_answer};
+use crate::cluster::cloud::Error;
 use crate::cluster::cloud::cache::Token;
 use crate::cluster::cloud::github_oidc::GitHubOidc;
 use crate::cluster::cloud::http::{Http, endpoint, untrusted};
-use crate::cluster::cloud::{Env, Error};
 
 enum Format {
     Text,
@@ -68,8 +68,7 @@ impl External {
     ///
     /// # Errors
     /// Why the file cannot serve.
-    pub fn parse(text: &str, sts: &str, http: Http, env: &Env) -> Result<Self, String> {
-        let _ = env;
+    pub fn parse(text: &str, sts: &str, http: Http) -> Result<Self, String> {
         let file: File =
             serde_json::from_str(text).map_err(|_| "is not an external-account file".to_owned())?;
         let audience = file.audience.ok_or("has no audience")?;

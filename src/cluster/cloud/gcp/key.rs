@@ -46,6 +46,7 @@ impl ServiceAccountKey {
             serde_json::from_str(text).map_err(|_| "is not a service-account key".to_owned())?;
         let email = file.client_email.ok_or("has no client_email")?;
         let pem = SecretString::from(file.private_key.ok_or("has no private_key")?);
+        crate::log::secret(pem.expose_secret());
         let der = match rustls_pemfile::private_key(&mut pem.expose_secret().as_bytes()) {
             Ok(Some(rustls::pki_types::PrivateKeyDer::Pkcs8(der))) => der,
             _ => return Err("has a private_key that is not a PKCS#8 PEM key".into()),

@@ -134,7 +134,7 @@ impl Google {
             }
             Some("external_account") => {
                 let sts = join(&api_base(env, "sts", "https://sts.googleapis.com/")?, "v1/token");
-                Ok(Self::External(External::parse(&text, &sts, http, env).map_err(unusable)?))
+                Ok(Self::External(External::parse(&text, &sts, http).map_err(unusable)?))
             }
             other => Err(unusable(format!(
                 "is of type {:?}; kubeship takes service_account and external_account files",
