@@ -136,7 +136,8 @@ impl Chain {
             return Err(Error::Config(
                 "no AWS credentials: run aws-actions/configure-aws-credentials before kubeship \
                  (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), set AWS_ROLE_ARN \
-                 and AWS_WEB_IDENTITY_TOKEN_FILE, or give aws-role-arn with `permissions: id-token: write`"
+                 and AWS_WEB_IDENTITY_TOKEN_FILE, or give aws-role-arn with `permissions: id-token: \
+                 write` (kubeship reads no AWS_PROFILE or ~/.aws files)"
                     .into(),
             ));
         };
