@@ -13,7 +13,7 @@ pub enum Error {
     #[error(transparent)]
     Registry(#[from] crate::registry::Error),
     /// Exit 2: the cluster cannot be reached from this configuration; 4 when authenticating
-    /// to it failed.
+    /// to it failed (an exec plugin, or a cloud that refused kubeship's credentials).
     #[error(transparent)]
     Cluster(#[from] crate::cluster::Error),
     /// Exit 4 for the API, exit 2 for container choices.

@@ -2,7 +2,7 @@
 //! public roots are compiled in (Mozilla's, from `webpki-root-certs`) and a user's extra CA is
 //! added to them. One crypto provider (ring) is installed for the whole process.
 
-use std::sync::Once;
+use std::sync::{Arc, Once, OnceLock};
 
 /// Installs ring as the process's rustls provider. Idempotent; every client constructor calls
 /// it, so tests that use the library without `main` get the same TLS as the binary.
@@ -14,20 +14,38 @@ pub fn install_crypto_provider() {
     });
 }
 
+/// The public roots as one store, made once per process and shared by every client built
+/// without an extra CA (the registry's, the cloud logins').
+fn public_store() -> Arc<rustls::RootCertStore> {
+    static STORE: OnceLock<Arc<rustls::RootCertStore>> = OnceLock::new();
+    STORE
+        .get_or_init(|| {
+            Arc::new(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() })
+        })
+        .clone()
+}
+
 /// A rustls configuration trusting the public roots and `extra_ca` (DER). The public roots
-/// are `webpki-roots` trust anchors, parsed at compile time: building this costs microseconds,
-/// where parsing the same set from DER costs milliseconds on every run.
+/// are `webpki-roots` trust anchors, parsed at compile time and made into a store once: no
+/// file is read and no certificate parsed at run time, where the OS store would cost
+/// milliseconds on every run. (kube's client uses the same set, through kube's
+/// `webpki-roots` feature, when a kubeconfig gives no CA.)
 ///
 /// # Errors
 /// A reason when an extra certificate cannot serve as a trust anchor.
 pub fn client_config(extra_ca: &[Vec<u8>]) -> Result<rustls::ClientConfig, String> {
     install_crypto_provider();
-    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-    for der in extra_ca {
-        roots
-            .add(rustls::pki_types::CertificateDer::from(der.clone()))
-            .map_err(|e| format!("the extra CA cannot be used: {e}"))?;
-    }
+    let roots = if extra_ca.is_empty() {
+        public_store()
+    } else {
+        let mut roots = (*public_store()).clone();
+        for der in extra_ca {
+            roots
+                .add(rustls::pki_types::CertificateDer::from(der.clone()))
+                .map_err(|e| format!("the extra CA cannot be used: {e}"))?;
+        }
+        Arc::new(roots)
+    };
     let mut config =
         rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

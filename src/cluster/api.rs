@@ -129,15 +129,39 @@ pub fn explain(request: Request<'_>, error: &kube::Error) -> ApiError {
                     (false, format!("the API server answered {other} to {verb} {what}: {said}"))
                 }
             };
+            // A cloud token kubeship minted: say who it authenticated as and what to grant.
+            let message =
+                match super::cloud::explain_denial(code).filter(|_| matches!(code, 401 | 403)) {
+                    Some(who) => format!("{message}. {who}"),
+                    None => message,
+                };
             ApiError { code: Some(code), rbac, message }
         }
         kube::Error::Auth(auth) => {
             ApiError { code: None, rbac: false, message: auth_failure(auth) }
         }
+        other if cloud_error(other).is_some() => {
+            let cause = cloud_error(other).map(ToString::to_string).unwrap_or_default();
+            let message =
+                format!("kubeship could not renew its cloud token to {verb} {what}: {cause}");
+            ApiError { code: None, rbac: false, message }
+        }
         other => {
             ApiError { code: None, rbac: false, message: transport_failure(verb, what, other) }
         }
     }
+}
+
+/// The cloud login's error behind a failed request (a token that could not be renewed).
+fn cloud_error(error: &kube::Error) -> Option<&super::cloud::Error> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(cloud) = e.downcast_ref::<super::cloud::Error>() {
+            return Some(cloud);
+        }
+        source = e.source();
+    }
+    None
 }
 
 /// An authentication setup that failed before the request was sent: an exec plugin or a token
@@ -167,16 +191,35 @@ pub fn auth_failure(error: &kube::client::AuthError) -> String {
     }
 }
 
-/// The program's file name in kube's rendering of the command (`KEY="value" … "/path/prog"
-/// "arg" …`): the first word that is not an environment assignment.
+/// The program's file name in kube's rendering of the command, which is Rust's `Debug` of a
+/// `Command`: `[cd "dir" &&] [env [-u NAME]...] [KEY="value"]... "/path/prog" "arg"...`.
 fn program_of(cmd: &str) -> String {
     let assignment = |word: &str| {
         word.split_once('=').is_some_and(|(key, _)| {
             !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         })
     };
-    let word = cmd.split_whitespace().find(|w| !assignment(w)).unwrap_or("the exec plugin");
-    let path = word.trim_matches('"');
+    let mut words = cmd.split_whitespace().peekable();
+    let mut program = "the exec plugin";
+    while let Some(word) = words.next() {
+        match word {
+            "cd" => {
+                // The directory, then `&&`.
+                words.next();
+                words.next();
+            }
+            "env" => {}
+            "-u" => {
+                words.next();
+            }
+            w if assignment(w) => {}
+            w => {
+                program = w;
+                break;
+            }
+        }
+    }
+    let path = program.trim_matches('"');
     path.rsplit('/').next().unwrap_or(path).to_owned()
 }
 
@@ -279,6 +322,9 @@ mod tests {
         let cmd = r#"SECRET="***" KUBERNETES_EXEC_INFO="{\"kind\":\"ExecCredential\"}" "/usr/bin/aws" "eks" "get-token""#;
         assert_eq!(program_of(cmd), "aws");
         assert_eq!(program_of("gke-gcloud-auth-plugin"), "gke-gcloud-auth-plugin");
+        let dropped = r#"env -u INPUT_KUBECONFIG -u KUBESHIP_X SECRET="***" "/tmp/x/cloud-login" "get-token""#;
+        assert_eq!(program_of(dropped), "cloud-login");
+        assert_eq!(program_of(r#"cd "/w" && env -u A "/bin/p""#), "p");
     }
 
     /// The server's words arrive on one line, without control characters.

@@ -4,9 +4,13 @@
 //! 10 s, an answer within 30 s; callers bound it further by their deadline, see [`api`]),
 //! names itself `kubeship/<version>`, and every credential in the configuration is registered
 //! for redaction before anything can print it.
+//!
+//! An EKS, GKE or AKS exec plugin that is not installed, and the `cluster` input, are the
+//! [`cloud`] module's: it mints the token, and a layer around kube's client sends it.
 
 pub mod access;
 pub mod api;
+pub mod cloud;
 pub mod kubeconfig;
 
 use std::path::{Path, PathBuf};
@@ -30,11 +34,16 @@ pub enum Error {
     #[error("{source_} {problem}: set the context input to one of: {available}")]
     Context { source_: String, problem: String, available: String },
     #[error(
-        "the kubeconfig authenticates with the exec plugin {command:?}, which is not on PATH \
-         (EKS and GKE kubeconfigs need aws or gke-gcloud-auth-plugin): install it in the step's \
-         image, or use a kubeconfig with a service-account token"
+        "the kubeconfig authenticates with the exec plugin {command:?}, which is not on PATH and \
+         which kubeship cannot stand in for (it does for aws eks get-token, aws-iam-authenticator, \
+         gke-gcloud-auth-plugin and kubelogin): install it in the step's image, or use a \
+         kubeconfig with a service-account token"
     )]
     ExecPluginMissing { command: String },
+    /// The cloud login that stands in for an exec plugin or serves the `cluster` input: exit 2
+    /// for its configuration, exit 4 when the cloud refused or could not be reached.
+    #[error(transparent)]
+    Cloud(#[from] cloud::Error),
     #[error("the in-cluster service account cannot be used: {0}")]
     InCluster(String),
     #[error("the kubeconfig's cluster settings cannot be used: {0}")]
@@ -49,6 +58,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Authentication(_) => 4,
+            Self::Cloud(e) => e.exit_code(),
             _ => 2,
         }
     }
@@ -67,6 +77,8 @@ pub struct Access {
     pub kubeconfig_paths: Vec<PathBuf>,
     /// `$HOME`, for `~/.kube/config`.
     pub home: Option<PathBuf>,
+    /// The `cluster` input, the cloud inputs and the cloud variables of the environment.
+    pub cloud: cloud::Settings,
 }
 
 /// A client and the namespace the targets live in.
@@ -77,6 +89,8 @@ pub struct Cluster {
     pub server: String,
     /// Said once, as warnings: `insecure-skip-tls-verify`, a token over plain HTTP.
     pub warnings: Vec<String>,
+    /// Who kubeship authenticated as, when it minted a cloud token itself.
+    pub identity: Option<cloud::IdentityCell>,
 }
 
 /// No answer to a request within this is a failure (the contract's "Bounded, always").
@@ -84,13 +98,50 @@ pub const ANSWER_WITHIN: Duration = Duration::from_secs(30);
 const CONNECT_WITHIN: Duration = Duration::from_secs(10);
 const USER_AGENT: &str = concat!("kubeship/", env!("CARGO_PKG_VERSION"));
 
-/// Builds the client. Sends nothing.
+/// Builds the client. Sends nothing to the cluster; a cloud login mints its first token here
+/// (and the `cluster` input asks the cloud where the cluster is).
 ///
 /// # Errors
-/// Every [`Error`]; all are configuration errors.
+/// Every [`Error`]: configuration errors, and a cloud's refusal (exit 4).
 pub async fn connect(access: &Access) -> Result<Cluster, Error> {
     crate::tls::install_crypto_provider();
-    let mut config = match kubeconfig::load(access)? {
+    let mut login = None;
+    let mut config = if let Some(cluster) = &access.cloud.cluster {
+        let (located, started) = cloud::for_cluster(cluster, &access.cloud).await?;
+        login = Some(started);
+        located_config(&located)?
+    } else {
+        configured(access).await?
+    };
+    if let Some(exec) = config.auth_info.exec.clone()
+        && let Some(command) = exec.command.clone()
+        && !on_path(&command)
+    {
+        let args = exec.args.clone().unwrap_or_default();
+        let Some(plugin) = cloud::recognise(&command, &args) else {
+            return Err(Error::ExecPluginMissing { command });
+        };
+        let env: Vec<(String, String)> = exec
+            .env
+            .iter()
+            .flatten()
+            .filter_map(|e| Some((e.get("name")?.clone(), e.get("value")?.clone())))
+            .collect();
+        login = Some(cloud::for_plugin(&plugin, &access.cloud, &env).await?);
+        // kube's own exec would run the missing binary: the bearer layer sends the token instead.
+        config.auth_info.exec = None;
+    }
+    if let Some(exec) = config.auth_info.exec.as_mut() {
+        // An exec plugin inherits the environment; kubeship's own inputs (the registry
+        // password, the kubeconfig) are none of its business.
+        exec.drop_env = Some(own_variables());
+    }
+    finish(access, config, login)
+}
+
+/// The kubeconfig's configuration, or the in-cluster one.
+async fn configured(access: &Access) -> Result<kube::Config, Error> {
+    Ok(match kubeconfig::load(access)? {
         Some(loaded) => {
             let options = kubeconfig::options(&loaded, access.context.as_deref())?;
             register_secrets(&loaded.kubeconfig);
@@ -105,17 +156,31 @@ pub async fn connect(access: &Access) -> Result<Cluster, Error> {
             kube::config::InClusterError::ReadEnvironmentVariable(_) => Error::Missing,
             other => Error::InCluster(crate::error::render_chain(&other)),
         })?,
-    };
-    if let Some(command) = config.auth_info.exec.as_ref().and_then(|e| e.command.clone())
-        && !on_path(&command)
-    {
-        return Err(Error::ExecPluginMissing { command });
+    })
+}
+
+/// The configuration of a cluster the cloud described (the `cluster` input).
+fn located_config(located: &cloud::Located) -> Result<kube::Config, Error> {
+    let bad = |detail: String| cloud::Error::Answer { service: "the cloud".into(), detail };
+    let url = located
+        .server
+        .parse::<http::Uri>()
+        .map_err(|_| bad("its cluster endpoint is not a URL".into()))?;
+    let mut config = kube::Config::new(url);
+    if let Some(pem) = &located.ca_pem {
+        let certs = crate::tls::parse_pem_certificates(pem)
+            .map_err(|e| bad(format!("the cluster's CA {e}")))?;
+        config.root_cert = Some(certs);
     }
-    if let Some(exec) = config.auth_info.exec.as_mut() {
-        // An exec plugin inherits the environment; kubeship's own inputs (the registry
-        // password, the kubeconfig) are none of its business.
-        exec.drop_env = Some(own_variables());
-    }
+    Ok(config)
+}
+
+/// The client for `config`, with the cloud login's bearer layer when there is one.
+fn finish(
+    access: &Access,
+    mut config: kube::Config,
+    login: Option<cloud::Login>,
+) -> Result<Cluster, Error> {
     let server = config.cluster_url.to_string().trim_end_matches('/').to_owned();
     let mut warnings = Vec::new();
     if config.accept_invalid_certs {
@@ -125,7 +190,8 @@ pub async fn connect(access: &Access) -> Result<Cluster, Error> {
                 .to_owned(),
         );
     }
-    let sends_credentials = config.auth_info.token.is_some()
+    let sends_credentials = login.is_some()
+        || config.auth_info.token.is_some()
         || config.auth_info.token_file.is_some()
         || config.auth_info.exec.is_some()
         || config.auth_info.password.is_some();
@@ -139,6 +205,10 @@ pub async fn connect(access: &Access) -> Result<Cluster, Error> {
     config.connect_timeout = Some(CONNECT_WITHIN);
     config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_static(USER_AGENT)));
     let namespace = access.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
+    if let Some(login) = &login {
+        crate::log::info(&login.note);
+    }
+    let bearer = cloud::BearerLayer::new(login.as_ref().map(|l| l.cache.clone()));
     let client = kube::client::ClientBuilder::try_from(config)
         .map_err(|e| match &e {
             // kube runs an exec plugin as it builds the client; its error holds the command
@@ -146,9 +216,11 @@ pub async fn connect(access: &Access) -> Result<Cluster, Error> {
             kube::Error::Auth(auth) => Error::Authentication(api::auth_failure(auth)),
             other => Error::Client(crate::error::render_chain(other)),
         })?
+        .with_layer(&bearer)
         .with_layer(&tower::timeout::TimeoutLayer::new(ANSWER_WITHIN))
         .build();
-    Ok(Cluster { client, namespace, server, warnings })
+    let identity = login.map(|l| l.identity);
+    Ok(Cluster { client, namespace, server, warnings, identity })
 }
 
 /// Every credential of the kubeconfig, registered for redaction before anything can print it:

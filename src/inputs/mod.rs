@@ -184,6 +184,33 @@ impl Inputs {
             parse::dns_label(ns).map_err(|r| invalid("namespace", ns, r))?;
         }
         let context = text("context", raw.context)?;
+        let cloud_cluster = text("cluster", raw.cluster)?
+            .map(|c| {
+                crate::cluster::cloud::ClusterRef::parse(&c).map_err(|r| invalid("cluster", &c, r))
+            })
+            .transpose()?;
+        if cloud_cluster.is_some() && (raw.kubeconfig.is_some() || context.is_some()) {
+            return Err(Error::Combination(
+                "cluster names a managed cluster, and kubeconfig or context names another: give one"
+                    .into(),
+            ));
+        }
+        let cloud = crate::cluster::cloud::Settings {
+            cluster: cloud_cluster,
+            aws_role_arn: text("aws-role-arn", raw.aws_role_arn)?,
+            gcp: crate::cluster::cloud::gcp::Inputs {
+                workload_identity_provider: text(
+                    "gcp-workload-identity-provider",
+                    raw.gcp_workload_identity_provider,
+                )?,
+                service_account: text("gcp-service-account", raw.gcp_service_account)?,
+            },
+            azure: crate::cluster::cloud::azure::Inputs {
+                client_id: text("azure-client-id", raw.azure_client_id)?,
+                tenant_id: text("azure-tenant-id", raw.azure_tenant_id)?,
+            },
+            env: crate::cluster::cloud::Env::from_vars(vars.iter().map(|(k, v)| (k, v))),
+        };
 
         let username = text("registry-username", raw.registry_username)?;
         let password = raw.registry_password.filter(|p| !p.expose_secret().is_empty());
@@ -248,6 +275,7 @@ impl Inputs {
                 namespace,
                 kubeconfig_paths,
                 home,
+                cloud,
             },
             github,
             registry: RegistryInputs {
@@ -438,6 +466,38 @@ mod tests {
         );
         vars.push(("DOCKER_CONFIG", "/cfg"));
         assert_eq!(inputs(&vars).expect("ok").registry.docker_config_dir, Some("/cfg".into()));
+    }
+
+    /// The cloud inputs: `cluster` parsed, never with a kubeconfig; the cloud variables kept
+    /// for the logins without their values ever printed.
+    #[test]
+    fn cloud_inputs() {
+        let mut vars = MINIMAL.to_vec();
+        vars.extend([
+            ("INPUT_CLUSTER", "eks:us-west-2/prod"),
+            ("INPUT_AWS-ROLE-ARN", "arn:aws:iam::1:role/deploy"),
+            ("AWS_SECRET_ACCESS_KEY", "super-secret-key-value"),
+            ("UNRELATED", "x"),
+        ]);
+        let i = inputs(&vars).expect("valid");
+        assert_eq!(
+            i.cluster.cloud.cluster,
+            Some(crate::cluster::cloud::ClusterRef::Eks {
+                region: "us-west-2".into(),
+                name: "prod".into()
+            })
+        );
+        assert_eq!(
+            i.cluster.cloud.env.get("AWS_SECRET_ACCESS_KEY"),
+            Some("super-secret-key-value")
+        );
+        assert!(!format!("{i:?}").contains("super-secret-key-value"));
+        vars.push(("INPUT_KUBECONFIG", "apiVersion: v1"));
+        assert!(inputs(&vars).unwrap_err().to_string().contains("give one"));
+        let mut vars = MINIMAL.to_vec();
+        vars.push(("INPUT_CLUSTER", "eks:prod"));
+        let e = inputs(&vars).unwrap_err().to_string();
+        assert!(e.contains("INPUT_CLUSTER") && e.contains("eks:<region>/<name>"), "{e}");
     }
 
     /// A huge value is refused and only its start is quoted.

@@ -22,7 +22,8 @@ pub struct InputSpec {
     pub description: &'static str,
 }
 
-/// Every input of the contract, in the contract's order.
+/// Every input: the contract's, in its order, then the cloud inputs the README documents as
+/// additions.
 pub const INPUTS: &[InputSpec] = &[
     spec("image", "", true, "Image to deploy: registry/repository:tag, or …@sha256:<hex>."),
     spec("digest", "", false, "Digest the tag must resolve to (e.g. the build step's digest)."),
@@ -94,6 +95,37 @@ pub const INPUTS: &[InputSpec] = &[
         "Also write the outputs to this file as a GitLab dotenv report.",
     ),
     spec("results-dir", "", false, "Also write each output to <dir>/<name> (Tekton results)."),
+    spec(
+        "cluster",
+        "",
+        false,
+        "A managed cluster instead of a kubeconfig: eks:<region>/<name>, gke:<project>/<location>/<name> or aks:<subscription>/<resource-group>/<name>.",
+    ),
+    spec(
+        "aws-role-arn",
+        "",
+        false,
+        "IAM role to assume with GitHub's OIDC token (needs id-token: write), for EKS.",
+    ),
+    spec(
+        "gcp-workload-identity-provider",
+        "",
+        false,
+        "Workload identity provider (projects/<n>/locations/global/workloadIdentityPools/<pool>/providers/<id>) for GitHub's OIDC token, for GKE.",
+    ),
+    spec(
+        "gcp-service-account",
+        "",
+        false,
+        "Service account to impersonate after the token exchange, for GKE.",
+    ),
+    spec(
+        "azure-client-id",
+        "",
+        false,
+        "Entra ID application to log in as with GitHub's OIDC token, for AKS.",
+    ),
+    spec("azure-tenant-id", "", false, "Entra ID tenant of azure-client-id."),
 ];
 
 const fn spec(
@@ -145,6 +177,12 @@ pub struct RawInputs {
     pub dry_run: Option<String>,
     pub dotenv_file: Option<String>,
     pub results_dir: Option<String>,
+    pub cluster: Option<String>,
+    pub aws_role_arn: Option<String>,
+    pub gcp_workload_identity_provider: Option<String>,
+    pub gcp_service_account: Option<String>,
+    pub azure_client_id: Option<String>,
+    pub azure_tenant_id: Option<String>,
 }
 
 /// Which variable each input was read from, for messages that name it.

@@ -42,3 +42,9 @@ mod rbac;
 
 // action.yml, the README and the contract against the inputs and outputs kubeship has.
 mod action;
+
+// EKS, GKE and AKS tokens minted by kubeship against the clouds' protocols, on loopback.
+mod cloud;
+
+// TLS trust without an OS trust store.
+mod trust;

@@ -127,6 +127,16 @@ pub struct Node {
     pub arch: String,
 }
 
+/// Decides whether a bearer token is good.
+#[derive(Clone)]
+pub struct Authenticator(pub std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Authenticator")
+    }
+}
+
 /// How to start a simulator.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -135,6 +145,9 @@ pub struct Options {
     pub nodes: Vec<Node>,
     /// Require `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// Require a bearer token this function accepts (tokens that change, as minted cloud
+    /// tokens do); it decides instead of `token` when set.
+    pub authenticate: Option<Authenticator>,
     /// Serve HTTPS with a certificate from a generated CA (in the kubeconfig).
     pub tls: bool,
     /// Registries (`host:port`) the kubelet reaches over plain HTTP.
@@ -159,6 +172,7 @@ impl Default for Options {
                 Node { name: "node-2".into(), arch: "arm64".into() },
             ],
             token: None,
+            authenticate: None,
             tls: false,
             insecure_registries: Vec::new(),
             registry_ca: None,

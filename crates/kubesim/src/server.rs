@@ -75,9 +75,13 @@ pub async fn handle(
         user_agent,
     });
 
-    if let Some(token) = &shared.options.token
-        && authorization.as_deref() != Some(format!("Bearer {token}").as_str())
-    {
+    let bearer = authorization.as_deref().and_then(|a| a.strip_prefix("Bearer "));
+    let authenticated = match (&shared.options.authenticate, &shared.options.token) {
+        (Some(check), _) => bearer.is_some_and(|t| (check.0)(t)),
+        (None, Some(token)) => bearer == Some(token.as_str()),
+        (None, None) => true,
+    };
+    if !authenticated {
         return Ok(error(status::unauthorized()));
     }
     let target = api::parse_path(&path);

@@ -1,14 +1,16 @@
 //! Real components for kubeship's tests, each started on a free loopback port and stopped on
 //! drop: Debian's `docker-registry` in three setups, a token server, a fault-injecting proxy,
 //! a TCP gate that makes a server go away and come back, ways to put real images into the
-//! registry, a real Kubernetes control plane with fake nodes ([`controlplane`]), and the
-//! GitHub runner as an oracle: its reading of `$GITHUB_OUTPUT`, of the workflow commands in a
-//! step's output (`github::runner`) and the step summary's rendering (`github::summary`).
+//! registry, a real Kubernetes control plane with fake nodes ([`controlplane`]), the clouds'
+//! token and cluster services ([`cloud`]), and the GitHub runner as an oracle: its reading of
+//! `$GITHUB_OUTPUT`, of the workflow commands in a step's output (`github::runner`) and the
+//! step summary's rendering (`github::summary`).
 //!
 //! Everything here is blocking and runs its servers on their own threads, so tests can be
 //! plain `#[test]` functions that start a Tokio runtime only for the code under test.
 
 pub mod certs;
+pub mod cloud;
 pub mod controlplane;
 pub mod gate;
 pub mod github;
