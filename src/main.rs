@@ -83,6 +83,9 @@ fn main() -> ExitCode {
         let _ = stop.send(Some(number));
     });
     let run = runtime.block_on(kubeship::run::run(&inputs, cancel));
+    // Not a wait for blocking threads: one may still be inside an exec plugin that hangs,
+    // which kubeship has already given up on.
+    runtime.shutdown_background();
     kubeship::log::end_group();
     finish(&run.report, run.error.as_ref(), &inputs.outputs, run.exit_code())
 }

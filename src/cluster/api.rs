@@ -187,6 +187,27 @@ pub fn auth_failure(error: &kube::client::AuthError) -> String {
             "the kubeconfig's exec plugin printed something that is not an ExecCredential".into()
         }
         AuthError::AuthExec(_) => "the kubeconfig's exec plugin failed".into(),
+        AuthError::ExecPluginFailed => {
+            "the kubeconfig's exec plugin printed no credentials (its answer has no status): \
+             run it by hand to see what it says"
+                .into()
+        }
+        AuthError::MalformedTokenExpirationDate(_) => {
+            "the kubeconfig's exec plugin gave a credential with an expiration date that is not \
+             a date"
+                .into()
+        }
+        AuthError::ReadTokenFile(_, path) => format!(
+            "the kubeconfig's token file {} cannot be read: check that it is mounted in the step's \
+             container",
+            crate::untrusted::short(&path.display().to_string(), 200)
+        ),
+        AuthError::MissingCommand => "the kubeconfig's exec section names no command".into(),
+        AuthError::InvalidBasicAuth(_) | AuthError::InvalidBearerToken(_) => {
+            "the kubeconfig's user name, password or token cannot be sent in an HTTP header \
+             (a line break or other control character in it?)"
+                .into()
+        }
         other => format!("the kubeconfig's credentials cannot be used: {}", kind_of(other)),
     }
 }

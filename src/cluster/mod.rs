@@ -99,11 +99,12 @@ const CONNECT_WITHIN: Duration = Duration::from_secs(10);
 const USER_AGENT: &str = concat!("kubeship/", env!("CARGO_PKG_VERSION"));
 
 /// Builds the client. Sends nothing to the cluster; a cloud login mints its first token here
-/// (and the `cluster` input asks the cloud where the cluster is).
+/// (and the `cluster` input asks the cloud where the cluster is), and an installed exec plugin
+/// runs, within `limit`.
 ///
 /// # Errors
 /// Every [`Error`]: configuration errors, and a cloud's refusal (exit 4).
-pub async fn connect(access: &Access) -> Result<Cluster, Error> {
+pub async fn connect(access: &Access, limit: Duration) -> Result<Cluster, Error> {
     crate::tls::install_crypto_provider();
     let mut login = None;
     let mut config = if let Some(cluster) = &access.cloud.cluster {
@@ -136,7 +137,7 @@ pub async fn connect(access: &Access) -> Result<Cluster, Error> {
         // password, the kubeconfig) are none of its business.
         exec.drop_env = Some(own_variables());
     }
-    finish(access, config, login)
+    finish(access, config, login, limit).await
 }
 
 /// The kubeconfig's configuration, or the in-cluster one.
@@ -175,11 +176,13 @@ fn located_config(located: &cloud::Located) -> Result<kube::Config, Error> {
     Ok(config)
 }
 
-/// The client for `config`, with the cloud login's bearer layer when there is one.
-fn finish(
+/// The client for `config`, with the cloud login's bearer layer when there is one; an exec
+/// plugin gets `limit` to answer.
+async fn finish(
     access: &Access,
     mut config: kube::Config,
     login: Option<cloud::Login>,
+    limit: Duration,
 ) -> Result<Cluster, Error> {
     let server = config.cluster_url.to_string().trim_end_matches('/').to_owned();
     let mut warnings = Vec::new();
@@ -209,10 +212,24 @@ fn finish(
         crate::log::info(&login.note);
     }
     let bearer = cloud::BearerLayer::new(login.as_ref().map(|l| l.cache.clone()));
-    let client = kube::client::ClientBuilder::try_from(config)
+    // kube runs an installed exec plugin as it builds the client, and waits for it without a
+    // limit: on a thread of its own, so that a plugin that hangs (a login prompt no one will
+    // answer) is given up on in time, and a signal still ends the run.
+    let built = tokio::task::spawn_blocking(move || kube::client::ClientBuilder::try_from(config));
+    let builder = match tokio::time::timeout(limit, built).await {
+        Err(_) => {
+            return Err(Error::Authentication(format!(
+                "the kubeconfig's exec plugin gave no credentials within {}s (a login that waits \
+                 for a person cannot work in CI): give it credentials it can use without one",
+                limit.as_secs().max(1)
+            )));
+        }
+        Ok(Err(e)) => return Err(Error::Client(e.to_string())),
+        Ok(Ok(built)) => built,
+    };
+    let client = builder
         .map_err(|e| match &e {
-            // kube runs an exec plugin as it builds the client; its error holds the command
-            // line and output.
+            // kube's error for a failed plugin holds its command line and output.
             kube::Error::Auth(auth) => Error::Authentication(api::auth_failure(auth)),
             other => Error::Client(crate::error::render_chain(other)),
         })?

@@ -138,7 +138,8 @@ struct Prepared {
 async fn prepare(inputs: &Inputs, facts: &mut Facts) -> Result<Option<Prepared>, Error> {
     // The cluster's configuration first: it sends nothing, and a kubeconfig mistake should not
     // wait out a registry's tag-timeout before it is reported.
-    let cluster = cluster::connect(&inputs.cluster).await?;
+    let cluster =
+        cluster::connect(&inputs.cluster, inputs.timeout.min(cluster::ANSWER_WITHIN)).await?;
     for warning in &cluster.warnings {
         crate::log::warn(warning);
     }

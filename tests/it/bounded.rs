@@ -59,3 +59,49 @@ on_both!(
         assert!(took < Duration::from_secs(6 + 5), "{took:?}");
     }
 );
+
+/// An installed exec plugin that never answers (a login prompt): exit 4 within the timeout,
+/// outputs written, a message that says why; and a SIGTERM meanwhile ends the run at once.
+#[test]
+fn a_hanging_exec_plugin_is_given_up_on() {
+    let w = World::kubesim();
+    let plugin = w.dir.path().join("login-prompt");
+    std::fs::write(
+        &plugin,
+        "#!/bin/sh\necho 'open https://login.example/device and enter ABCD' >&2\nsleep 120\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = w.kubeconfig().replace(
+        &format!("    token: {}\n", crate::world::TOKEN),
+        &format!(
+            "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {}\n      interactiveMode: Never\n",
+            plugin.display()
+        ),
+    );
+    let started = Instant::now();
+    let run = w.run(&[
+        ("INPUT_IMAGE", &w.image("v2")),
+        ("INPUT_DEPLOYMENT", "api"),
+        ("INPUT_KUBECONFIG", &config),
+        ("INPUT_TIMEOUT", "4s"),
+    ]);
+    assert!(started.elapsed() < Duration::from_secs(4 + 5), "{:?}", started.elapsed());
+    assert_eq!(run.code, Some(4), "{}", run.stderr);
+    assert!(run.stderr.contains("exec plugin gave no credentials within 4s"), "{}", run.stderr);
+    assert_eq!(run.outputs["status"], "failed");
+
+    let child = w.spawn(&[
+        ("INPUT_IMAGE", &w.image("v2")),
+        ("INPUT_DEPLOYMENT", "api"),
+        ("INPUT_KUBECONFIG", &config),
+        ("INPUT_TIMEOUT", "60s"),
+    ]);
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = Instant::now();
+    child.signal("-TERM");
+    let run = child.finish(&w);
+    assert!(sent.elapsed() < Duration::from_secs(3), "{:?}", sent.elapsed());
+    assert_eq!(run.code, Some(143), "{}", run.stderr);
+}
