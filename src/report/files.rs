@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 
 /// GitLab's limit on a dotenv report (bytes).
 const DOTENV_LIMIT: usize = 5 * 1024;
-/// Tekton's limit on a step's results together (bytes).
+/// Tekton's limit on a step's termination message (bytes), which carries its results.
 const TEKTON_LIMIT: usize = 4096;
+/// What Tekton's entrypoint adds to the message beside the results (`StartedAt`, an exit
+/// code or a reason), kept free.
+const TEKTON_OWN: usize = 256;
 
 /// A destination that cannot be written: exit 2, and nothing was sent to any server.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +118,9 @@ fn parent(path: &Path) -> &Path {
 
 /// Makes `dir` and proves a file can be created in it.
 fn probe(dir: &Path) -> Result<(), String> {
+    if let Some(file) = dir.ancestors().find(|a| a.is_file()) {
+        return Err(format!("{} is a file, not a folder", file.display()));
+    }
     std::fs::create_dir_all(dir).map_err(|e| format!("its folder cannot be made ({e})"))?;
     tempfile::NamedTempFile::new_in(dir)
         .map(drop)
@@ -126,9 +132,14 @@ fn append(path: &Path, text: &str) -> std::io::Result<()> {
     file.write_all(text.as_bytes())
 }
 
-/// Writes `text` to a temporary file beside `path`, then renames it over `path`.
+/// Writes `text` to a temporary file beside `path`, then renames it over `path`. Readable by
+/// all, as a file made by `>` would be: the step that reads it (GitLab's artifact upload, the
+/// next Tekton step) may run as another user.
 fn replace(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut file = tempfile::NamedTempFile::new_in(parent(path))?;
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut file = tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o644))
+        .tempfile_in(parent(path))?;
     file.write_all(text.as_bytes())?;
     file.persist(path).map(drop).map_err(|e| e.error)
 }
@@ -182,11 +193,41 @@ pub fn dotenv(report: &super::Report) -> (String, Vec<String>) {
 }
 
 /// Tekton results: each output as `<dir>/<name>`, without a trailing newline, `result`
-/// shortened so that together they stay within Tekton's limit.
+/// shortened so that the termination message that carries them stays within Tekton's limit.
 pub fn tekton_results(report: &super::Report) -> Vec<(&'static str, String)> {
-    let outputs = report.outputs();
-    let others: usize = outputs.iter().filter(|(n, _)| *n != "result").map(|(_, v)| v.len()).sum();
-    report.outputs_within(TEKTON_LIMIT.saturating_sub(others))
+    let budget = TEKTON_LIMIT - TEKTON_OWN;
+    let mut room = budget;
+    loop {
+        let results = report.outputs_within(room);
+        let size = termination_message_len(&results);
+        if size <= budget || room == 0 {
+            return results;
+        }
+        room = room.saturating_sub(size - budget);
+    }
+}
+
+/// The size of the termination message Tekton's entrypoint makes of `results`: a JSON array
+/// of `{"key":…,"value":…,"type":1}`, strings escaped the way Go's `encoding/json` does
+/// (which writes `<`, `>`, `&`, U+2028 and U+2029 as six-byte escapes).
+fn termination_message_len(results: &[(&str, String)]) -> usize {
+    let escaped = |text: &str| -> usize {
+        text.chars()
+            .map(|c| match c {
+                '"' | '\\' => 2,
+                '\n' | '\r' | '\t' => 2,
+                '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => 6,
+                c if (c as u32) < 0x20 => 6,
+                c => c.len_utf8(),
+            })
+            .sum::<usize>()
+            + 2
+    };
+    let entries: usize = results
+        .iter()
+        .map(|(key, value)| r#"{"key":,"value":,"type":1}"#.len() + escaped(key) + escaped(value))
+        .sum();
+    entries + results.len().saturating_sub(1) + 2
 }
 
 #[cfg(test)]
@@ -275,14 +316,30 @@ mod tests {
         assert_eq!(serde_json::from_str::<serde_json::Value>(result).unwrap()["truncated"], true);
     }
 
-    /// Tekton: within 4096 bytes together, the result shortened.
+    /// Tekton: the termination message that carries the results, as Tekton's entrypoint
+    /// marshals it, stays within 4096 bytes with room for Tekton's own entries; the result is
+    /// shortened, not dropped. Quotes and `<` are what Go's JSON escaping makes longer.
     #[test]
     fn tekton_limit() {
-        let mut r = report(Status::Failed);
-        r.targets[0].message = "x".repeat(5000);
-        let results = tekton_results(&r);
-        assert!(results.iter().map(|(_, v)| v.len()).sum::<usize>() <= TEKTON_LIMIT);
-        assert_eq!(results.len(), 9);
+        for filler in ["x", "\"", "<", "é"] {
+            let mut r = report(Status::Failed);
+            r.targets[0].message = filler.repeat(5000);
+            let results = tekton_results(&r);
+            assert_eq!(results.len(), 9);
+            let message: Vec<serde_json::Value> = results
+                .iter()
+                .map(|(k, v)| serde_json::json!({"key": k, "value": v, "type": 1}))
+                .collect();
+            let marshalled = serde_json::to_string(&message).unwrap();
+            // serde_json leaves `<`, `>` and `&` alone where Go writes six bytes each.
+            let go = marshalled.len() + 5 * marshalled.matches(['<', '>', '&']).count();
+            assert_eq!(termination_message_len(&results), go, "{filler}");
+            assert!(go <= TEKTON_LIMIT - TEKTON_OWN, "{filler}: {go}");
+            let result = &results.iter().find(|(n, _)| *n == "result").unwrap().1;
+            let parsed: serde_json::Value = serde_json::from_str(result).unwrap();
+            assert_eq!(parsed["truncated"], true, "{filler}");
+            assert_eq!(parsed["status"], "failed", "{filler}");
+        }
     }
 
     /// Folders are made; a directory where a file should be, or a file where a folder should
@@ -308,6 +365,26 @@ mod tests {
             dotenv_file: Some(dir.path().join("file/x.env")),
             ..Destinations::default()
         };
-        assert!(bad.check().unwrap_err().to_string().contains("dotenv-file"));
+        let e = bad.check().unwrap_err().to_string();
+        assert!(e.contains("dotenv-file") && e.contains("file is a file, not a folder"), "{e}");
+    }
+
+    /// The files kubeship replaces are readable by others, as a file made by `>` would be.
+    #[test]
+    fn files_are_readable_by_the_next_step() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let destinations = Destinations {
+            dotenv_file: Some(dir.path().join("deploy.env")),
+            results_dir: Some(dir.path().join("results")),
+            ..Destinations::default()
+        };
+        destinations.check().unwrap();
+        destinations.write(&report(Status::Succeeded), None).unwrap();
+        std::fs::write(dir.path().join("shell"), "").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let expected = mode(&dir.path().join("shell")) & 0o644;
+        assert_eq!(mode(&dir.path().join("deploy.env")), expected);
+        assert_eq!(mode(&dir.path().join("results/status")), expected);
     }
 }
