@@ -258,8 +258,10 @@ fn register_secrets(kubeconfig: &kube::config::Kubeconfig) {
         }
         let Some(exec) = &user.exec else { continue };
         for env in exec.env.iter().flatten() {
-            if let Some(value) = env.get("value") {
-                crate::log::secret(value);
+            let name = env.get("name").map_or("", String::as_str);
+            match env.get("value") {
+                Some(value) if !NOT_SECRET_ENV.contains(&name) => crate::log::secret(value),
+                _ => {}
             }
         }
         let mut after_secret_flag = false;
@@ -279,6 +281,22 @@ fn secret_name(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     ["token", "secret", "password", "key", "credential"].iter().any(|w| name.contains(w))
 }
+
+/// Settings that the clouds' `get-credentials` commands write into an exec plugin's
+/// environment and that hold no secret: masking `AWS_PROFILE=default` would star out every
+/// `default` in the log. Every other environment value is masked, whatever its name.
+const NOT_SECRET_ENV: [&str; 10] = [
+    "AWS_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_STS_REGIONAL_ENDPOINTS",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AAD_LOGIN_METHOD",
+    "AZURE_CONFIG_DIR",
+    "CLOUDSDK_CONFIG",
+    "USE_GKE_GCLOUD_AUTH_PLUGIN",
+];
 
 /// The variables that hold kubeship's inputs: `INPUT_*` and `KUBESHIP_*`.
 fn own_variables() -> Vec<String> {
@@ -307,11 +325,15 @@ mod tests {
             "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://x\n\
              users:\n- name: u\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      \
              command: helper\n      args: [get-token, --token=arg-s3cret-1, --client-secret, arg-s3cret-2, --region, us-east-1]\n      \
-             env:\n      - name: AWS_SECRET_ACCESS_KEY\n        value: env-s3cret-3\n",
+             env:\n      - name: AWS_SECRET_ACCESS_KEY\n        value: env-s3cret-3\n      \
+             - name: VENDOR_OPAQUE\n        value: plain-words\n      \
+             - name: AWS_PROFILE\n        value: deploy-role\n",
         )
         .expect("parses");
         register_secrets(&config);
-        let text = crate::log::redact("arg-s3cret-1 arg-s3cret-2 env-s3cret-3 us-east-1 get-token");
-        assert_eq!(text, "*** *** *** us-east-1 get-token");
+        let text = crate::log::redact(
+            "arg-s3cret-1 arg-s3cret-2 env-s3cret-3 plain-words us-east-1 get-token deploy-role",
+        );
+        assert_eq!(text, "*** *** *** *** us-east-1 get-token deploy-role");
     }
 }
