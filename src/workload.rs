@@ -72,6 +72,9 @@ pub struct Counts {
     pub updated: i32,
     pub ready: i32,
     pub available: i32,
+    /// Pods of earlier revisions still there (a Deployment's or StatefulSet's); kubectl's
+    /// "old replicas are pending termination".
+    pub old: i32,
 }
 
 /// A workload as the API server returned it.
@@ -178,6 +181,7 @@ impl Object {
                     updated: s.updated_replicas.unwrap_or(0),
                     ready: s.ready_replicas.unwrap_or(0),
                     available: s.available_replicas.unwrap_or(0),
+                    old: (s.replicas.unwrap_or(0) - s.updated_replicas.unwrap_or(0)).max(0),
                 }
             }
             Self::StatefulSet(st) => {
@@ -187,6 +191,7 @@ impl Object {
                     updated: s.updated_replicas.unwrap_or(0),
                     ready: s.ready_replicas.unwrap_or(0),
                     available: s.available_replicas.unwrap_or(0),
+                    old: (s.replicas - s.updated_replicas.unwrap_or(0)).max(0),
                 }
             }
             Self::DaemonSet(d) => {
@@ -196,6 +201,7 @@ impl Object {
                     updated: s.updated_number_scheduled.unwrap_or(0),
                     ready: s.number_ready,
                     available: s.number_available.unwrap_or(0),
+                    old: 0,
                 }
             }
         }
@@ -272,6 +278,30 @@ mod tests {
         assert_eq!(names, [("db".to_owned(), false), ("init".to_owned(), true)]);
         assert_eq!(sts.image_of("init", true).as_deref(), Some("pg:1"));
         assert_eq!(sts.image_of("init", false), None);
+    }
+
+    /// The counts a progress line shows: a surge's old pods counted apart, none missing.
+    #[test]
+    fn counts_include_old_pods() {
+        let d = object(
+            Kind::Deployment,
+            serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "api"},
+            "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "api"}},
+                "template": {"spec": {"containers": [{"name": "api", "image": "api:1"}]}}},
+            "status": {"replicas": 5, "updatedReplicas": 2, "readyReplicas": 4,
+                "availableReplicas": 4}}),
+        );
+        let c = d.counts();
+        assert_eq!((c.desired, c.updated, c.ready, c.available, c.old), (4, 2, 4, 4, 3));
+        let fresh = object(
+            Kind::Deployment,
+            serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "api"},
+            "spec": {"selector": {"matchLabels": {"app": "api"}}, "template": {}}}),
+        );
+        let c = fresh.counts();
+        assert_eq!((c.desired, c.updated, c.old), (1, 0, 0));
     }
 
     /// Another kind's object does not pass for the one asked for.

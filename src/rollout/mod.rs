@@ -242,15 +242,16 @@ impl<'a> Following<'a> {
         }
     }
 
-    /// `api: 2/3 updated, 1/3 available (12s)` on each change; before the controller has seen
+    /// `api: 2/3 updated, 1/3 available, 2 old (12s)` on each change; before the controller has seen
     /// the change, kubectl's own words (the counts are still the old rollout's).
     fn progress(&mut self, object: &Object, message: &str, started: Instant) {
         let line = if object.observed(self.generation) {
             let c = object.counts();
             // A surge briefly runs more pods than wanted; more than all is not news.
             let available = c.available.min(c.desired);
+            let old = if c.old > 0 { format!(", {} old", c.old) } else { String::new() };
             format!(
-                "{}: {}/{} updated, {available}/{} available",
+                "{}: {}/{} updated, {available}/{} available{old}",
                 self.pin.name, c.updated, c.desired, c.desired
             )
         } else {

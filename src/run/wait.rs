@@ -112,11 +112,15 @@ pub(super) fn report_image_ids(target: &Target, digest: Option<&str>) {
     if target.image_ids.is_empty() {
         return;
     }
-    crate::log::info(format_args!("{} pods run {}", target.display(), target.image_ids.join(", ")));
+    crate::log::info(format_args!(
+        "{}: the updated pods run {}",
+        target.display(),
+        target.image_ids.join(", ")
+    ));
     if let Some(digest) = digest {
         for id in target.image_ids.iter().filter(|id| !id.ends_with(digest)) {
             crate::log::warn(format_args!(
-                "{}: a pod runs {id}, not the pinned {digest}",
+                "{}: an updated pod runs {id}, not the pinned {digest}",
                 target.display()
             ));
         }
