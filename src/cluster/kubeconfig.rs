@@ -35,9 +35,18 @@ pub fn load(access: &Access) -> Result<Option<Loaded>, Error> {
             // kubectl skips missing files in KUBECONFIG; when all are missing, the user pointed
             // it at the wrong place (often a path outside the container).
             let all: Vec<&PathBuf> = access.kubeconfig_paths.iter().collect();
+            if all.iter().any(|p| p.is_dir()) {
+                return Err(Error::KubeconfigPath {
+                    variable: "KUBECONFIG",
+                    paths: names(&all),
+                    problem: "is a folder, not a file",
+                    hint: "point KUBECONFIG at the file inside it (often <folder>/config)",
+                });
+            }
             return Err(Error::KubeconfigPath {
                 variable: "KUBECONFIG",
                 paths: names(&all),
+                problem: "does not exist",
                 hint: "check the path; in a container, mount the file and point KUBECONFIG at \
                        the mounted path, or give the kubeconfig input",
             });
@@ -78,6 +87,7 @@ fn from_input(text: &str) -> Result<Loaded, Error> {
             return Err(Error::KubeconfigPath {
                 variable: "the kubeconfig input",
                 paths: trimmed.to_owned(),
+                problem: if path.is_dir() { "is a folder, not a file" } else { "does not exist" },
                 hint: "the input takes the kubeconfig's content (YAML, or base64 of it), or the \
                        path of a file that exists inside the step's container",
             });
@@ -239,6 +249,24 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("/nonexistent/kubeconfig") && text.contains("exists"), "{text}");
         assert!(!looks_like_path(CONFIG));
+    }
+
+    /// A folder where the kubeconfig should be, as the input or in `KUBECONFIG`: named as a
+    /// folder, with the file to point at instead.
+    #[test]
+    fn a_folder_is_not_a_kubeconfig() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let folder = dir.path().join(".kube");
+        std::fs::create_dir(&folder).expect("mkdir");
+        let text = from_input(folder.to_str().expect("utf-8")).err().expect("a folder").to_string();
+        assert!(text.contains("is a folder, not a file"), "{text}");
+        let access = Access { kubeconfig_paths: vec![folder.clone()], ..Access::default() };
+        let text = load(&access).err().expect("a folder").to_string();
+        assert!(
+            text.starts_with(&format!("KUBECONFIG names {}, which is a folder", folder.display()))
+                && text.contains("<folder>/config"),
+            "{text}"
+        );
     }
 
     /// No current-context and no context input: the contexts are listed.

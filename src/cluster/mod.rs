@@ -25,8 +25,13 @@ pub enum Error {
         "{source_} is not a usable kubeconfig: {detail}. Give the kubeconfig file's YAML, or base64 of it"
     )]
     Kubeconfig { source_: String, detail: String },
-    #[error("{variable} names {paths}, which does not exist: {hint}")]
-    KubeconfigPath { variable: &'static str, paths: String, hint: &'static str },
+    #[error("{variable} names {paths}, which {problem}: {hint}")]
+    KubeconfigPath {
+        variable: &'static str,
+        paths: String,
+        problem: &'static str,
+        hint: &'static str,
+    },
     #[error(
         "no cluster credentials: give the kubeconfig input, set KUBECONFIG, or run in a pod with a service account"
     )]
@@ -36,8 +41,9 @@ pub enum Error {
     #[error(
         "the kubeconfig authenticates with the exec plugin {command:?}, which is not on PATH and \
          which kubeship cannot stand in for (it does for aws eks get-token, aws-iam-authenticator, \
-         gke-gcloud-auth-plugin and kubelogin): install it in the step's image, or use a \
-         kubeconfig with a service-account token"
+         gke-gcloud-auth-plugin and kubelogin). kubeship's image holds no other program: give a \
+         kubeconfig with a token instead (one a step before made, e.g. with kubectl create \
+         token), or, with docker run, mount a static build of the plugin and put it on PATH"
     )]
     ExecPluginMissing { command: String },
     /// The cloud login that stands in for an exec plugin or serves the `cluster` input: exit 2
@@ -146,12 +152,24 @@ async fn configured(access: &Access) -> Result<kube::Config, Error> {
         Some(loaded) => {
             let options = kubeconfig::options(&loaded, access.context.as_deref())?;
             register_secrets(&loaded.kubeconfig);
-            kube::Config::from_custom_kubeconfig(loaded.kubeconfig, &options).await.map_err(
-                |e| Error::Kubeconfig {
-                    source_: loaded.source,
+            let config = kube::Config::from_custom_kubeconfig(loaded.kubeconfig, &options)
+                .await
+                .map_err(|e| Error::Kubeconfig {
+                    source_: loaded.source.clone(),
                     detail: crate::error::render_chain(&e),
-                },
-            )?
+                })?;
+            // kube reads a CA with no PEM block in it as no CA at all, and every request then
+            // fails on an "unknown issuer" that points away from the mistake.
+            if config.root_cert.as_ref().is_some_and(Vec::is_empty) {
+                return Err(Error::Kubeconfig {
+                    source_: loaded.source,
+                    detail: "its certificate-authority(-data) holds no PEM certificate: give \
+                             the base64 of the CA's PEM file, as `kubectl config view --raw` \
+                             shows it"
+                        .into(),
+                });
+            }
+            config
         }
         None => kube::Config::incluster().map_err(|e| match e {
             kube::config::InClusterError::ReadEnvironmentVariable(_) => Error::Missing,
@@ -317,6 +335,21 @@ fn on_path(command: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A CA that holds no certificate is a kubeconfig error before any request, not an
+    /// "unknown issuer" on the first one.
+    #[tokio::test]
+    async fn a_ca_without_certificates_is_named() {
+        let config = "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    \
+                      server: https://127.0.0.1:9\n    certificate-authority-data: bm90IGEgY2VydA==\n\
+                      users:\n- name: u\n  user:\n    token: t0k3n-value\ncontexts:\n- name: x\n  \
+                      context: {cluster: c, user: u}\ncurrent-context: x\n";
+        let access = Access { kubeconfig: Some(config.into()), ..Access::default() };
+        let e = connect(&access, Duration::from_secs(5)).await.err().expect("refused");
+        let text = e.to_string();
+        assert!(text.contains("holds no PEM certificate") && text.contains("kubeconfig"), "{text}");
+        assert_eq!(e.exit_code(), 2, "{text}");
+    }
 
     /// Exec plugin secrets are registered whatever form they take; ordinary arguments are not.
     #[test]

@@ -54,6 +54,10 @@ fn state_of(pod: &Pod) -> String {
         if let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) {
             parts.push(format!("{}: {}", c.name, w.reason.as_deref().unwrap_or("Waiting")));
         }
+        // Running and not Ready: the readiness probe fails (its events say why).
+        if c.state.as_ref().is_some_and(|s| s.running.is_some()) && !c.ready {
+            parts.push(format!("{} running, not ready", c.name));
+        }
         if let Some(t) = c.last_state.as_ref().and_then(|s| s.terminated.as_ref()) {
             parts.push(format!(
                 "{} last exited: {} (exit code {})",
@@ -225,5 +229,26 @@ mod tests {
         events.sort_by_key(last_seen);
         assert_eq!(events[1].reason.as_deref(), Some("FailedScheduling"));
         assert_eq!((repeats(&kubelet), repeats(&scheduler)), (Some(3), Some(4)));
+    }
+
+    /// A pod's line names what holds it back: a waiting reason, a container that runs but is
+    /// not ready, the last exit, the restarts; a ready container adds nothing.
+    #[test]
+    fn pod_states() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": "p"},
+            "status": {"phase": "Running", "containerStatuses": [
+                {"name": "app", "image": "", "imageID": "", "ready": false, "restartCount": 0,
+                 "state": {"running": {}}},
+                {"name": "side", "image": "", "imageID": "", "ready": true, "restartCount": 0,
+                 "state": {"running": {}}},
+                {"name": "job", "image": "", "imageID": "", "ready": false, "restartCount": 3,
+                 "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                 "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]}}))
+        .unwrap();
+        assert_eq!(
+            state_of(&pod),
+            "Running, app running, not ready, job: CrashLoopBackOff, job last exited: OOMKilled \
+             (exit code 137), job restarts: 3"
+        );
     }
 }
