@@ -23,18 +23,21 @@ const LOG_LINES: usize = 20;
 const LOG_BYTES: i64 = 16 * 1024;
 
 /// Pods of this rollout: the workload's pods that run this run's images.
-async fn our_pods(client: &kube::Client, pin: &Pin, deadline: Instant) -> Vec<Pod> {
+/// `None` when the API server refused or did not answer in time.
+async fn our_pods(client: &kube::Client, pin: &Pin, deadline: Instant) -> Option<Vec<Pod>> {
     let Ok(selector) = kube::core::Selector::try_from(pin.selector.clone()) else {
-        return Vec::new();
+        return Some(Vec::new());
     };
     let api = Api::<Pod>::namespaced(client.clone(), &pin.namespace);
     let what = format!("the pods of {}/{}", pin.kind.lower(), pin.name);
     let request = Request { verb: "list", resource: "pods", what: &what };
     match call(deadline, request, api.list(&ListParams::default().labels_from(&selector))).await {
-        Ok(list) => list.items.into_iter().filter(|p| super::pods::runs(p, &pin.images)).collect(),
+        Ok(list) => {
+            Some(list.items.into_iter().filter(|p| super::pods::runs(p, &pin.images)).collect())
+        }
         Err(e) => {
             crate::log::debug(e);
-            Vec::new()
+            None
         }
     }
 }
@@ -133,7 +136,13 @@ fn repeats(event: &Event) -> Option<i32> {
 pub async fn failure(client: &kube::Client, pin: &Pin) -> Vec<String> {
     let deadline = Instant::now() + BUDGET;
     let mut lines = Vec::new();
-    let pods = our_pods(client, pin, deadline).await;
+    let Some(pods) = our_pods(client, pin, deadline).await else {
+        lines.push(format!(
+            "(the pods could not be listed within {}s: no pod states, events or logs to show)",
+            BUDGET.as_secs()
+        ));
+        return lines;
+    };
     // The ReplicaSet's own warnings (pods it could not create) come first.
     let replicasets: std::collections::BTreeSet<String> = pods
         .iter()
@@ -178,6 +187,12 @@ pub async fn failure(client: &kube::Client, pin: &Pin) -> Vec<String> {
             }
         }
     }
+    if Instant::now() >= deadline {
+        lines.push(format!(
+            "(the API server answered too slowly: what is shown is what came within {}s)",
+            BUDGET.as_secs()
+        ));
+    }
     lines
 }
 
@@ -188,6 +203,7 @@ pub async fn image_ids(client: &kube::Client, pin: &Pin) -> Vec<String> {
     let names: Vec<&str> = pin.images.iter().map(|(n, _, _)| n.as_str()).collect();
     let mut ids: Vec<String> = our_pods(client, pin, deadline)
         .await
+        .unwrap_or_default()
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .flat_map(|p| {

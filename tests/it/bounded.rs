@@ -57,6 +57,8 @@ on_both!(
         assert_eq!(run.code, Some(1), "{}", run.stderr);
         assert_eq!(run.outputs["status"], "timed-out");
         assert!(took < Duration::from_secs(6 + 5), "{took:?}");
+        // The diagnostics say they are missing rather than showing nothing.
+        assert!(run.stderr.contains("the pods could not be listed within 4s"), "{}", run.stderr);
     }
 );
 
