@@ -38,6 +38,11 @@ impl Error {
 
     /// The title of the `::error::` annotation under GitHub Actions.
     pub fn title(&self) -> &'static str {
+        if let Self::Cluster(crate::cluster::Error::Cloud(e)) = self
+            && e.exit_code() == 4
+        {
+            return "kubeship: cloud login error";
+        }
         match self.exit_code() {
             2 => "kubeship: invalid input or configuration",
             3 => "kubeship: registry error",

@@ -48,6 +48,20 @@ pub fn secret(value: &str) {
     if value.contains(['\n', '\r']) {
         parts.extend(value.split(['\n', '\r']).map(str::trim));
     }
+    // The forms a request or a report carries it in: a form body (`~` is `%7E` there, and
+    // every Entra client secret has one), and JSON.
+    let encoded: Vec<String> = parts
+        .iter()
+        .flat_map(|part| {
+            [
+                form_urlencoded::byte_serialize(part.as_bytes()).collect::<String>(),
+                serde_json::to_string(part)
+                    .map(|j| j.trim_matches('"').to_owned())
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    parts.extend(encoded.iter().map(String::as_str));
     let mut secrets = SECRETS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     for part in parts {
         if part.len() < SHORTEST_SECRET || secrets.iter().any(|s| s == part) {
@@ -76,7 +90,7 @@ pub fn redact(text: &str) -> String {
 
 /// A message made printable: redacted, then each of its lines freed of control characters.
 pub fn clean(message: &str) -> String {
-    redact(message).split('\n').map(crate::untrusted::line).collect::<Vec<_>>().join("\n")
+    redact(message).split('\n').map(crate::untrusted::own_line).collect::<Vec<_>>().join("\n")
 }
 
 /// A progress line kubeship composed. Anything it quotes from outside should already have
@@ -207,7 +221,7 @@ pub fn end_group() {
 /// A command's data may span lines (the runner unescapes `%0A`), but no line of it may carry
 /// a control character.
 fn sanitize_data(text: &str) -> String {
-    text.split('\n').map(crate::untrusted::line).collect::<Vec<_>>().join("\n")
+    text.split('\n').map(crate::untrusted::own_line).collect::<Vec<_>>().join("\n")
 }
 
 /// The runner's escaping of a command's data (`%` first).
@@ -332,6 +346,13 @@ mod tests {
         assert_eq!(redact("x tok-5f2a9c-and-more y tok-5f2a9c"), "x *** y ***");
         assert_eq!(redact("key line MIIabcdef"), "key line ***");
         assert_eq!(redact("ab stays"), "ab stays");
+        // As a form body, a URL or JSON carries it.
+        secret("Xy7~client.secret value\"42");
+        assert_eq!(
+            redact("client_secret=Xy7%7Eclient.secret+value%2242&x=1"),
+            "client_secret=***&x=1"
+        );
+        assert_eq!(redact(r#"{"s":"Xy7~client.secret value\"42"}"#), r#"{"s":"***"}"#);
     }
 
     /// The runner's two command forms are recognised, with leading whitespace.

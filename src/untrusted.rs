@@ -7,6 +7,8 @@
 
 /// Longest line kept, in bytes; longer ones are cut at a character boundary and marked.
 pub const LINE_CAP: usize = 500;
+/// The cap on a line kubeship composed ([`own_line`]).
+pub const OWN_LINE_CAP: usize = 2000;
 
 /// What a replaced character becomes.
 const REPLACEMENT: char = '\u{FFFD}';
@@ -28,8 +30,19 @@ fn deceptive(c: char) -> bool {
 /// One line, safe to print: line breaks become spaces, every other control character (and the
 /// deceptive ones above) becomes U+FFFD, and the result is capped at [`LINE_CAP`] bytes.
 pub fn line(text: &str) -> String {
+    line_within(text, LINE_CAP)
+}
+
+/// A line of kubeship's own making, which may quote several capped lines from outside and
+/// still has its advice to give: the same replacements as [`line`], a larger cap.
+pub fn own_line(text: &str) -> String {
+    line_within(text, OWN_LINE_CAP)
+}
+
+/// [`line`] with the cap `cap`.
+fn line_within(text: &str, cap: usize) -> String {
     let text = text.trim_end_matches(['\n', '\r']);
-    let mut out = String::with_capacity(text.len().min(LINE_CAP + 4));
+    let mut out = String::with_capacity(text.len().min(cap + 4));
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         let c = match c {
@@ -39,7 +52,7 @@ pub fn line(text: &str) -> String {
             c if c.is_control() || deceptive(c) => REPLACEMENT,
             c => c,
         };
-        if out.len() + c.len_utf8() > LINE_CAP {
+        if out.len() + c.len_utf8() > cap {
             out.push('…');
             return out;
         }
@@ -99,6 +112,10 @@ mod tests {
         assert!(cut.len() <= LINE_CAP + '…'.len_utf8(), "{}", cut.len());
         assert!(cut.ends_with('…'));
         assert_eq!(line(&"a".repeat(LINE_CAP)), "a".repeat(LINE_CAP));
+        // kubeship's own lines quote capped text and keep their advice after it.
+        let own = format!("{} grant it", line(&"q".repeat(2 * LINE_CAP)));
+        assert!(own_line(&own).ends_with("grant it"));
+        assert!(own_line(&"a\u{7}".repeat(OWN_LINE_CAP)).len() <= OWN_LINE_CAP + 3);
     }
 
     /// The last lines are kept, with a note of how many were left out; bare CRs stay inside

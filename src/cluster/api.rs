@@ -132,7 +132,7 @@ pub fn explain(request: Request<'_>, error: &kube::Error) -> ApiError {
             // A cloud token kubeship minted: say who it authenticated as and what to grant.
             let message =
                 match super::cloud::explain_denial(code).filter(|_| matches!(code, 401 | 403)) {
-                    Some(who) => format!("{message}. {who}"),
+                    Some(who) => format!("{}. {who}", message.trim_end_matches('.')),
                     None => message,
                 };
             ApiError { code: Some(code), rbac, message }

@@ -113,8 +113,26 @@ const USER_AGENT: &str = concat!("kubeship/", env!("CARGO_PKG_VERSION"));
 pub async fn connect(access: &Access, limit: Duration) -> Result<Cluster, Error> {
     crate::tls::install_crypto_provider();
     let mut login = None;
+    // A cloud login chains requests (an identity token, an exchange, the cluster's
+    // description), each bounded on its own; together they get the same `limit`.
+    let within = |what: &'static str| {
+        move |_| {
+            Error::Cloud(cloud::Error::Unreachable {
+                service: what.into(),
+                detail: format!(
+                    "no complete answer within {}s (the run's timeout, at most 30s): check \
+                     that the cloud's endpoints are reachable from the runner (a proxy, a \
+                     firewall, an endpoint override)",
+                    limit.as_secs().max(1)
+                ),
+            })
+        }
+    };
     let mut config = if let Some(cluster) = &access.cloud.cluster {
-        let (located, started) = cloud::for_cluster(cluster, &access.cloud).await?;
+        let (located, started) =
+            tokio::time::timeout(limit, cloud::for_cluster(cluster, &access.cloud))
+                .await
+                .map_err(within("the cloud login for the cluster input"))??;
         login = Some(started);
         located_config(&located)?
     } else {
@@ -134,7 +152,11 @@ pub async fn connect(access: &Access, limit: Duration) -> Result<Cluster, Error>
             .flatten()
             .filter_map(|e| Some((e.get("name")?.clone(), e.get("value")?.clone())))
             .collect();
-        login = Some(cloud::for_plugin(&plugin, &access.cloud, &env).await?);
+        login = Some(
+            tokio::time::timeout(limit, cloud::for_plugin(&plugin, &access.cloud, &env))
+                .await
+                .map_err(within("the cloud login that stands in for the exec plugin"))??,
+        );
         // kube's own exec would run the missing binary: the bearer layer sends the token instead.
         config.auth_info.exec = None;
     }

@@ -19,7 +19,9 @@ pub fn render(report: &Report, error: Option<&str>) -> String {
         let changed = match (report.status, report.changed) {
             (Status::DryRun, _) => "dry run, nothing changed",
             (_, true) => "changed",
-            (_, false) => "already up to date",
+            // A run that failed before any patch says nothing about what the cluster runs.
+            (Status::Succeeded, false) => "already up to date",
+            (_, false) => "nothing changed",
         };
         text.push_str(&format!(
             "{} is {}; {changed}; {:.1} s\n\n",
@@ -29,7 +31,7 @@ pub fn render(report: &Report, error: Option<&str>) -> String {
         ));
     }
     if let Some(error) = error {
-        text.push_str(&format!("**Error:**\n\n{}\n", block(&[error.to_owned()])));
+        text.push_str(&format!("**Error:**\n\n{}\n", own_block(error)));
     }
     if !report.targets.is_empty() {
         text.push_str(
@@ -65,7 +67,7 @@ pub fn render(report: &Report, error: Option<&str>) -> String {
             t.kind.lower(),
             t.name,
             t.status.as_str(),
-            block(std::slice::from_ref(&t.message))
+            own_block(&t.message)
         ));
         if !t.diagnostics.is_empty() {
             text.push_str(&format!("\n{}", block(&t.diagnostics)));
@@ -110,11 +112,20 @@ pub fn code(text: &str, in_table: bool) -> String {
     format!("{fence}{pad}{text}{pad}{fence}")
 }
 
-/// Lines in a fenced code block longer than any backtick run inside.
+/// kubeship's own message in a fenced block, with [`crate::untrusted::own_line`]'s cap: the
+/// server's words it quotes are capped already, and the advice after them must stay.
+fn own_block(message: &str) -> String {
+    fenced(message.split('\n').map(crate::untrusted::own_line).collect())
+}
+
+/// Lines from outside in a fenced code block.
 fn block(lines: &[String]) -> String {
-    let body: Vec<String> =
-        lines.iter().flat_map(|l| l.split('\n')).map(crate::untrusted::line).collect();
-    let body = body.join("\n");
+    fenced(lines.iter().flat_map(|l| l.split('\n')).map(crate::untrusted::line).collect())
+}
+
+/// Safe lines in a fenced code block longer than any backtick run inside.
+fn fenced(lines: Vec<String>) -> String {
+    let body = lines.join("\n");
     let fence = "`".repeat(longest_run(&body, '`').max(2) + 1);
     format!("{fence}text\n{body}\n{fence}\n")
 }
@@ -173,6 +184,23 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("| target |"));
+    }
+
+    /// A run refused after the digest was resolved changed nothing, and is not "up to date";
+    /// a long message keeps its advice after a capped quote.
+    #[test]
+    fn a_refused_run_is_not_up_to_date() {
+        let mut r = report(Status::Failed);
+        r.changed = false;
+        r.targets.clear();
+        let quote = crate::untrusted::line(&"forbidden ".repeat(100));
+        let error = format!("the server said: {quote}. Grant the Role in the README");
+        let text = render(&r, Some(&error));
+        assert!(text.contains("; nothing changed;") && !text.contains("up to date"), "{text}");
+        assert!(text.contains("Grant the Role in the README"), "{text}");
+        let mut done = report(Status::Succeeded);
+        done.changed = false;
+        assert!(render(&done, None).contains("already up to date"));
     }
 
     /// Dry runs say what would change, and that nothing did.

@@ -126,6 +126,9 @@ impl Entra {
             .clone()
             .or_else(|| env.get("AAD_SERVICE_PRINCIPAL_CLIENT_SECRET").map(SecretString::from))
             .or_else(|| env.get("AZURE_CLIENT_SECRET").map(SecretString::from));
+        // kubelogin's workloadidentity mode reads the federated token file alone; a client
+        // secret left in the environment must not win over it.
+        let federated = env.get("AZURE_FEDERATED_TOKEN_FILE");
         let assertion = if inputs.client_id.is_some() {
             Assertion::GitHub(github()?.ok_or_else(|| {
                 Error::Config(
@@ -134,10 +137,12 @@ impl Entra {
                         .into(),
                 )
             })?)
+        } else if let (Some(path), "workloadidentity") = (federated, login) {
+            Assertion::FederatedFile(path.to_owned())
         } else if let Some(secret) = secret {
             crate::log::secret(secret.expose_secret());
             Assertion::Secret(secret)
-        } else if let Some(path) = env.get("AZURE_FEDERATED_TOKEN_FILE") {
+        } else if let Some(path) = federated {
             Assertion::FederatedFile(path.to_owned())
         } else if let Some(oidc) = github()? {
             Assertion::GitHub(oidc)
@@ -207,6 +212,7 @@ impl Entra {
                                 "AZURE_FEDERATED_TOKEN_FILE ({path}) cannot be read: {e}"
                             ))
                         })?;
+                        crate::log::secret(token.trim());
                         (SecretString::from(token.trim()), true)
                     }
                     Assertion::GitHub(oidc) => {

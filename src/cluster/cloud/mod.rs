@@ -35,7 +35,7 @@ pub enum Error {
     #[error("{0}")]
     Config(String),
     /// Exit 4: the cloud refused.
-    #[error("{service} refused: {detail}.{advice}")]
+    #[error("{service} refused: {}.{advice}", .detail.trim_end_matches('.'))]
     Refused { service: String, detail: String, advice: String },
     /// Exit 4: no complete answer.
     #[error("{service} could not be reached: {detail}")]
@@ -118,20 +118,41 @@ impl ClusterRef {
     /// # Errors
     /// Why the text is not one of those.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let (cloud, rest) = text.trim().split_once(':').ok_or(
-            "is not eks:<region>/<name>, gke:<project>/<location>/<name> or aks:<subscription>/<resource-group>/<name>",
-        )?;
-        let parts: Vec<&str> = rest.split('/').collect();
+        const FORMS: &str = "eks:<region>/<name>, gke:<project>/<location>/<name> or \
+                             aks:<subscription>/<resource-group>/<name>";
+        let text = text.trim();
+        // The two other ways users name a cluster: its ARN, and its endpoint.
+        if let Some(rest) = text.strip_prefix("arn:aws") {
+            let fields: Vec<&str> = rest.split(':').collect();
+            if let [_, "eks", region, _, resource] = fields[..]
+                && let Some(name) = resource.strip_prefix("cluster/")
+            {
+                return Err(format!("is an EKS cluster's ARN: write eks:{region}/{name}"));
+            }
+        }
+        if text.starts_with("https://") || text.starts_with("http://") {
+            return Err(format!("is a URL; name the cluster instead: {FORMS}"));
+        }
+        let (cloud, rest) = text.split_once(':').ok_or(format!("is not {FORMS}"))?;
+        let parts: Vec<&str> = rest.split('/').map(str::trim).collect();
         let valid = |p: &&str| {
             !p.is_empty()
                 && !p.chars().all(|c| c == '.')
                 && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.()".contains(c))
         };
-        if !parts.iter().all(valid) {
-            return Err("has an empty or malformed part (letters, digits, - _ . ( ) only)".into());
+        if let Some(bad) = parts.iter().find(|p| !valid(p)) {
+            return Err(format!(
+                "has an empty or malformed part {:?} (letters, digits, - _ . ( ) only)",
+                crate::untrusted::short(bad, 80)
+            ));
         }
         let owned = |i: usize| parts[i].to_owned();
+        // us-west-2, eu-central-1, us-gov-west-1, cn-north-1
+        let region = |p: &str| p.contains('-') && p.ends_with(|c: char| c.is_ascii_digit());
         match (cloud.to_ascii_lowercase().as_str(), parts.len()) {
+            ("eks", 2) if !region(parts[0]) && region(parts[1]) => {
+                Err(format!("has the region second: write eks:{}/{}", parts[1], parts[0]))
+            }
             ("eks", 2) => Ok(Self::Eks { region: owned(0), name: owned(1) }),
             ("gke", 3) => Ok(Self::Gke { project: owned(0), location: owned(1), name: owned(2) }),
             ("aks", 3) => Ok(Self::Aks { subscription: owned(0), group: owned(1), name: owned(2) }),
@@ -270,6 +291,19 @@ mod tests {
         {
             assert!(ClusterRef::parse(bad).is_err(), "{bad}");
         }
+        // The usual mistakes get the form to write.
+        let said = |text: &str| ClusterRef::parse(text).unwrap_err();
+        assert_eq!(
+            said("arn:aws:eks:us-west-2:123456789012:cluster/prod"),
+            "is an EKS cluster's ARN: write eks:us-west-2/prod"
+        );
+        assert!(said("https://ABC.gr7.us-west-2.eks.amazonaws.com").starts_with("is a URL"));
+        assert_eq!(said("eks:prod/us-west-2"), "has the region second: write eks:us-west-2/prod");
+        assert!(said("eks:us-west-2/pr od").contains("\"pr od\""));
+        assert_eq!(
+            ClusterRef::parse("eks: us-west-2/prod-2"),
+            Ok(ClusterRef::Eks { region: "us-west-2".into(), name: "prod-2".into() })
+        );
     }
 
     /// The environment keeps only cloud variables, and never prints a value.

@@ -62,6 +62,9 @@ fn workload_identity_token_file() {
         ("AZURE_TENANT_ID", TENANT),
         ("AZURE_FEDERATED_TOKEN_FILE", &w.file("azure-token", &assertion)),
         ("AZURE_AUTHORITY_HOST", &fake.server.url),
+        // Left over in the environment: kubelogin's workloadidentity mode does not read it,
+        // and neither does kubeship (the fake knows no secret, so using it would fail).
+        ("AZURE_CLIENT_SECRET", "stale8Q~secret-from-another-step"),
     ]);
     run.assert_succeeded();
     assert!(

@@ -339,6 +339,24 @@ fn sts_refusal_is_exit_4_with_its_reason() {
     run.assert_secret_free(&[web_token]);
 }
 
+/// A key id whose secret came out empty (a workflow run from a fork) names the empty one.
+#[test]
+fn an_empty_secret_key_is_named() {
+    let w = World::start(|_| true);
+    let config = w.exec_kubeconfig("aws", &["eks", "get-token", "--cluster-name", "prod"], &[]);
+    let run = w.run(&[
+        ("INPUT_KUBECONFIG", &config),
+        ("AWS_ACCESS_KEY_ID", STATIC_ID),
+        ("AWS_SECRET_ACCESS_KEY", ""),
+    ]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is empty"),
+        "{}",
+        run.stderr
+    );
+}
+
 /// No credentials at all is a configuration error (exit 2) that says which step gives them;
 /// an STS endpoint over plain http elsewhere than loopback is refused before it is used.
 #[test]
@@ -407,4 +425,27 @@ fn aws_ca_bundle() {
     let mut with_ca = base.to_vec();
     with_ca.push(("AWS_CA_BUNDLE", &ca));
     w.run(&with_ca).assert_succeeded();
+}
+
+/// A token service that accepts and never answers: the login gets the run's `timeout` like
+/// every other request, then exit 4 naming what did not answer (a cloud login error).
+#[test]
+fn a_silent_sts_is_given_up_on_within_the_timeout() {
+    let w = World::start(|_| true);
+    let silent = kubeship_testkit::gate::Silent::start().unwrap();
+    let config = w.exec_kubeconfig("aws", &["eks", "get-token", "--cluster-name", "prod"], &[]);
+    let started = std::time::Instant::now();
+    let run = w.run(&[
+        ("INPUT_KUBECONFIG", &config),
+        ("INPUT_TIMEOUT", "4s"),
+        ("AWS_ROLE_ARN", WEB_ROLE),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", &w.file("token", "eyJhbGciOi.x.y")),
+        ("AWS_REGION", "us-west-2"),
+        ("AWS_ENDPOINT_URL_STS", &format!("http://{}", silent.address)),
+    ]);
+    assert!(started.elapsed() < Duration::from_secs(4 + 5), "{:?}", started.elapsed());
+    assert_eq!(run.code, Some(4), "{}", run.stderr);
+    assert!(run.stderr.contains("::error title=kubeship%3A cloud login error::"), "{}", run.stderr);
+    assert!(run.stderr.contains("no complete answer within 4s"), "{}", run.stderr);
+    assert_eq!(run.outputs["status"], "failed");
 }

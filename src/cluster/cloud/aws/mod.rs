@@ -132,6 +132,19 @@ impl Chain {
             (env.get("AWS_ROLE_ARN"), env.get("AWS_WEB_IDENTITY_TOKEN_FILE"))
         {
             Source::WebIdentityFile { role_arn: role_arn.to_owned(), path: path.to_owned() }
+        } else if env.get("AWS_ACCESS_KEY_ID").is_some()
+            != env.get("AWS_SECRET_ACCESS_KEY").is_some()
+        {
+            // What a workflow run from a fork gets: the secrets are empty.
+            let (set, empty) = if env.get("AWS_ACCESS_KEY_ID").is_some() {
+                ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+            } else {
+                ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID")
+            };
+            return Err(Error::Config(format!(
+                "{set} is set but {empty} is empty or missing: check the secret that fills it \
+                 (a workflow run from a fork gets no secrets)"
+            )));
         } else {
             return Err(Error::Config(
                 "no AWS credentials: run aws-actions/configure-aws-credentials before kubeship \
@@ -200,6 +213,7 @@ impl Chain {
                         "AWS_WEB_IDENTITY_TOKEN_FILE ({path}) cannot be read: {e}"
                     ))
                 })?;
+                crate::log::secret(token.trim());
                 let token = SecretString::from(token.trim());
                 let a = self
                     .sts

@@ -92,6 +92,12 @@ impl Google {
                 impersonate.as_deref(),
             )?)
         } else if let Some(path) = env.get("GOOGLE_APPLICATION_CREDENTIALS") {
+            if Path::new(path).is_dir() {
+                return Err(Error::Config(format!(
+                    "GOOGLE_APPLICATION_CREDENTIALS names {path}, which is a folder: it must name \
+                     the credential file (the JSON that google-github-actions/auth writes)"
+                )));
+            }
             let path = locate(Path::new(path), env.get("GITHUB_WORKSPACE").map(Path::new))
                 .ok_or_else(|| {
                     Error::Config(format!(
