@@ -82,6 +82,14 @@ pub fn explain(request: Request<'_>, error: &kube::Error) -> ApiError {
                 404 => {
                     (false, format!("{what} was not found (the API server answered 404 to {verb})"))
                 }
+                // A token kubeship minted itself: what follows names who it was for.
+                401 if super::cloud::explain_denial(401).is_some() => (
+                    false,
+                    format!(
+                        "the API server did not accept the cloud token kubeship minted (401) \
+                         for {verb} {what}"
+                    ),
+                ),
                 401 => (
                     false,
                     format!(

@@ -97,8 +97,8 @@ fn tokens_verify_as_aws_iam_authenticator_and_sts_check_them() {
 }
 
 /// The verifier as a TokenReview webhook: a mapped identity is a user with its groups, an
-/// unmapped one or a bad token is not authenticated. (The real control plane's webhook test
-/// comes when the test kit's control plane lands.)
+/// unmapped one or a bad token is not authenticated. (`cloud/real.rs` puts the same webhook
+/// behind the real kube-apiserver.)
 #[test]
 fn token_review_webhook() {
     kubeship_testkit::install_crypto_provider();
@@ -304,6 +304,11 @@ fn unauthorized_names_the_identity_and_the_grant() {
     assert_eq!(run.code, Some(4), "{}", run.stderr);
     assert!(run.stderr.contains("kubeship authenticated to EKS as"), "{}", run.stderr);
     assert!(run.stderr.contains("access entry"), "{}", run.stderr);
+    // Which keys: as `aws configure list` shows them; no kubeconfig refresh advice, there is
+    // nothing in the kubeconfig to refresh.
+    assert!(run.stderr.contains("the access key ...MPLE in AWS_ACCESS_KEY_ID"), "{}", run.stderr);
+    assert!(run.stderr.contains("the cloud token kubeship minted (401)"), "{}", run.stderr);
+    assert!(!run.stderr.contains("refresh the kubeconfig"), "{}", run.stderr);
     assert!(w.sim.requests().iter().all(|r| r.method != "PATCH"));
     run.assert_secret_free(&[STATIC_SECRET.into()]);
 }

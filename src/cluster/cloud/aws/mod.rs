@@ -170,9 +170,16 @@ impl Chain {
             (None, None) => ("the STS endpoint", format!("https://{}/", sts_host(region))),
         };
         let who = match &source {
-            Source::Static(_) => "the IAM user or role whose keys are in AWS_ACCESS_KEY_ID \
-                                  (`aws sts get-caller-identity` names it)"
-                .to_owned(),
+            // The key id as `aws configure list` shows it: enough to tell keys apart.
+            Source::Static(c) => {
+                let count = c.access_key_id.chars().count();
+                let tail: String = c.access_key_id.chars().skip(count.saturating_sub(4)).collect();
+                format!(
+                    "the IAM user or role of the access key ...{} in AWS_ACCESS_KEY_ID (`aws \
+                     sts get-caller-identity` names it)",
+                    crate::untrusted::short(&tail, 4)
+                )
+            }
             Source::WebIdentityFile { role_arn, .. } | Source::GitHub { role_arn, .. } => {
                 role_arn.clone()
             }
