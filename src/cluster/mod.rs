@@ -255,8 +255,15 @@ async fn finish(
     // kube runs an installed exec plugin as it builds the client, and waits for it without a
     // limit: on a thread of its own, so that a plugin that hangs (a login prompt no one will
     // answer) is given up on in time, and a signal still ends the run.
-    let built = tokio::task::spawn_blocking(move || kube::client::ClientBuilder::try_from(config));
-    let builder = match tokio::time::timeout(limit, built).await {
+    let builder = if config.auth_info.exec.is_none() {
+        // Nothing to wait for: no thread for it.
+        Ok(Ok(kube::client::ClientBuilder::try_from(config)))
+    } else {
+        let built =
+            tokio::task::spawn_blocking(move || kube::client::ClientBuilder::try_from(config));
+        tokio::time::timeout(limit, built).await
+    };
+    let builder = match builder {
         Err(_) => {
             return Err(Error::Authentication(format!(
                 "the kubeconfig's exec plugin gave no credentials within {}s (a login that waits \
