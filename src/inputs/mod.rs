@@ -195,15 +195,29 @@ impl Inputs {
                     .into(),
             ));
         }
+        // The cloud inputs' shapes are checked here: a malformed one would otherwise go to the
+        // cloud and come back as a refusal that names something else.
+        let aws_role_arn = text("aws-role-arn", raw.aws_role_arn)?;
+        if let Some(arn) = &aws_role_arn {
+            parse::role_arn(arn).map_err(|r| invalid("aws-role-arn", arn, r))?;
+        }
+        let provider = text("gcp-workload-identity-provider", raw.gcp_workload_identity_provider)?
+            .map(|p| {
+                parse::workload_identity_provider(&p)
+                    .map_err(|r| invalid("gcp-workload-identity-provider", &p, r))
+            })
+            .transpose()?;
+        let service_account = text("gcp-service-account", raw.gcp_service_account)?;
+        if let Some(account) = &service_account {
+            parse::service_account(account)
+                .map_err(|r| invalid("gcp-service-account", account, r))?;
+        }
         let cloud = crate::cluster::cloud::Settings {
             cluster: cloud_cluster,
-            aws_role_arn: text("aws-role-arn", raw.aws_role_arn)?,
+            aws_role_arn,
             gcp: crate::cluster::cloud::gcp::Inputs {
-                workload_identity_provider: text(
-                    "gcp-workload-identity-provider",
-                    raw.gcp_workload_identity_provider,
-                )?,
-                service_account: text("gcp-service-account", raw.gcp_service_account)?,
+                workload_identity_provider: provider,
+                service_account,
             },
             azure: crate::cluster::cloud::azure::Inputs {
                 client_id: text("azure-client-id", raw.azure_client_id)?,
@@ -380,6 +394,16 @@ mod tests {
                 "X.509",
             ),
             ("INPUT_CONTEXT", "a\u{7}b", "control character"),
+            ("INPUT_AWS-ROLE-ARN", "deploy", "not an IAM role's ARN"),
+            ("INPUT_AWS-ROLE-ARN", "arn:aws:iam::123:role/deploy", "12-digit account"),
+            ("INPUT_GCP-WORKLOAD-IDENTITY-PROVIDER", "github/acme", "project number"),
+            (
+                "INPUT_GCP-WORKLOAD-IDENTITY-PROVIDER",
+                "projects/acme-prod/locations/global/workloadIdentityPools/gh/providers/gh",
+                "not its name",
+            ),
+            ("INPUT_GCP-SERVICE-ACCOUNT", "deployer", "e-mail address"),
+            ("INPUT_CLUSTER", "eks:prod/us-west-2", "write eks:us-west-2/prod"),
         ];
         for &(var, value, why) in cases {
             let mut vars = MINIMAL.to_vec();
@@ -475,7 +499,7 @@ mod tests {
         let mut vars = MINIMAL.to_vec();
         vars.extend([
             ("INPUT_CLUSTER", "eks:us-west-2/prod"),
-            ("INPUT_AWS-ROLE-ARN", "arn:aws:iam::1:role/deploy"),
+            ("INPUT_AWS-ROLE-ARN", "arn:aws:iam::123456789012:role/deploy"),
             ("AWS_SECRET_ACCESS_KEY", "super-secret-key-value"),
             ("UNRELATED", "x"),
         ]);
@@ -492,6 +516,16 @@ mod tests {
             Some("super-secret-key-value")
         );
         assert!(!format!("{i:?}").contains("super-secret-key-value"));
+        // A provider's full resource name is taken without its prefix.
+        vars.push((
+            "INPUT_GCP-WORKLOAD-IDENTITY-PROVIDER",
+            "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/p/providers/g",
+        ));
+        let i = inputs(&vars).expect("valid");
+        assert_eq!(
+            i.cluster.cloud.gcp.workload_identity_provider.as_deref(),
+            Some("projects/123/locations/global/workloadIdentityPools/p/providers/g")
+        );
         vars.push(("INPUT_KUBECONFIG", "apiVersion: v1"));
         assert!(inputs(&vars).unwrap_err().to_string().contains("give one"));
         let mut vars = MINIMAL.to_vec();

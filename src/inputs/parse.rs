@@ -112,6 +112,62 @@ pub struct Target {
     pub name: String,
 }
 
+/// An IAM role's ARN: `arn:<partition>:iam::<account>:role/<name>`.
+pub fn role_arn(value: &str) -> Result<(), String> {
+    let fields: Vec<&str> = value.splitn(6, ':').collect();
+    match fields[..] {
+        ["arn", partition, "iam", "", account, resource]
+            if partition.starts_with("aws")
+                && account.len() == 12
+                && account.bytes().all(|b| b.is_ascii_digit())
+                && resource.starts_with("role/")
+                && resource.len() > "role/".len() =>
+        {
+            Ok(())
+        }
+        _ => Err("is not an IAM role's ARN (arn:aws:iam::<12-digit account>:role/<name>)".into()),
+    }
+}
+
+/// A workload identity provider as google-github-actions/auth takes it:
+/// `projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<id>`. The full
+/// resource name (`//iam.googleapis.com/projects/…`) is taken too, without its prefix.
+pub fn workload_identity_provider(value: &str) -> Result<String, String> {
+    let name = value.strip_prefix("//iam.googleapis.com/").unwrap_or(value);
+    let parts: Vec<&str> = name.split('/').collect();
+    match parts[..] {
+        [
+            "projects",
+            number,
+            "locations",
+            "global",
+            "workloadIdentityPools",
+            pool,
+            "providers",
+            id,
+        ] if !number.is_empty()
+            && number.bytes().all(|b| b.is_ascii_digit())
+            && !pool.is_empty()
+            && !id.is_empty() =>
+        {
+            Ok(name.to_owned())
+        }
+        _ => Err("is not projects/<project number>/locations/global/workloadIdentityPools/\
+                  <pool>/providers/<id> (the project's number, not its name)"
+            .into()),
+    }
+}
+
+/// A service account's e-mail address.
+pub fn service_account(value: &str) -> Result<(), String> {
+    match value.split_once('@') {
+        Some((name, domain)) if !name.is_empty() && domain.contains('.') => Ok(()),
+        _ => Err("is not a service account's e-mail address \
+                  (<name>@<project>.iam.gserviceaccount.com)"
+            .into()),
+    }
+}
+
 /// `name`, `kind/name` with kubectl's names for the kind (`deploy`, `sts`, `ds`, plurals and
 /// the `.apps` group suffix).
 pub fn target(value: &str) -> Result<Target, String> {
