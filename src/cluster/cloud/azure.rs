@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 use super::cache::{Mint, Token};
 use super::github_oidc::GitHubOidc;
-use super::http::{Http, endpoint, oauth_token, untrusted};
+use super::http::{Http, endpoint, metadata_endpoint, oauth_token, untrusted};
 use super::{Env, Error, Identity, IdentityCell};
 
 /// The AKS-managed Entra integration's server id, the same for every cluster.
@@ -90,7 +90,7 @@ impl Entra {
         if login == "msi" && inputs.client_id.is_none() {
             let base =
                 env.get("AZURE_POD_IDENTITY_AUTHORITY_HOST").unwrap_or("http://169.254.169.254/");
-            let base = endpoint(base, "AZURE_POD_IDENTITY_AUTHORITY_HOST")?;
+            let base = metadata_endpoint(base, "AZURE_POD_IDENTITY_AUTHORITY_HOST")?;
             let url = base
                 .join("metadata/identity/oauth2/token")
                 .map_err(|e| Error::Config(e.to_string()))?;

@@ -154,13 +154,26 @@ pub fn oauth_token(
 /// # Errors
 /// [`Error::Config`] naming the variable, for a malformed URL or plain HTTP elsewhere.
 pub fn endpoint(text: &str, variable: &str) -> Result<reqwest::Url, Error> {
+    checked(text, variable, false)
+}
+
+/// [`endpoint`] for the instance metadata services (Azure's managed identity, an
+/// external-account file's `credential_source`), which also take `http://169.254.169.254`.
+///
+/// # Errors
+/// As [`endpoint`].
+pub fn metadata_endpoint(text: &str, variable: &str) -> Result<reqwest::Url, Error> {
+    checked(text, variable, true)
+}
+
+fn checked(text: &str, variable: &str, metadata: bool) -> Result<reqwest::Url, Error> {
     let url = reqwest::Url::parse(text.trim()).map_err(|e| {
         Error::Config(format!("{variable} is not a URL ({e}): give https://host[:port][/path]"))
     })?;
     if url.scheme() == "https" && url.host().is_some() {
         return Ok(url);
     }
-    if url.scheme() == "http" && plain_http_allowed(&url) {
+    if url.scheme() == "http" && plain_http_allowed(&url, metadata) {
         return Ok(url);
     }
     Err(Error::Config(format!(
@@ -170,10 +183,12 @@ pub fn endpoint(text: &str, variable: &str) -> Result<reqwest::Url, Error> {
     )))
 }
 
-fn plain_http_allowed(url: &reqwest::Url) -> bool {
+fn plain_http_allowed(url: &reqwest::Url, metadata: bool) -> bool {
     match url.host() {
         Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.octets() == [169, 254, 169, 254],
+        Some(url::Host::Ipv4(ip)) => {
+            ip.is_loopback() || (metadata && ip.octets() == [169, 254, 169, 254])
+        }
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     }
@@ -202,7 +217,7 @@ pub fn redact(text: &str, secrets: &[&SecretString]) -> String {
 mod tests {
     use super::*;
 
-    /// https anywhere; plain http only on loopback and the metadata address.
+    /// https anywhere; plain http only on loopback, and the metadata address for metadata.
     #[test]
     fn scheme_rule() {
         for ok in [
@@ -210,10 +225,14 @@ mod tests {
             "http://127.0.0.1:8080/x",
             "http://localhost:1",
             "http://[::1]:9",
-            "http://169.254.169.254/metadata",
         ] {
             assert!(endpoint(ok, "V").is_ok(), "{ok}");
         }
+        // The metadata address only where a metadata service is meant.
+        assert!(metadata_endpoint("http://169.254.169.254/metadata", "V").is_ok());
+        assert!(
+            endpoint("http://169.254.169.254/metadata", "ACTIONS_ID_TOKEN_REQUEST_URL").is_err()
+        );
         for bad in ["http://sts.amazonaws.com", "ftp://x", "not a url", "http://10.0.0.1"] {
             let e = endpoint(bad, "AWS_ENDPOINT_URL_STS").unwrap_err().to_string();
             assert!(e.contains("AWS_ENDPOINT_URL_STS"), "{e}");

@@ -13,7 +13,7 @@ use super::{SCOPE, google_error, oauth_answer};
 use crate::cluster::cloud::Error;
 use crate::cluster::cloud::cache::Token;
 use crate::cluster::cloud::github_oidc::GitHubOidc;
-use crate::cluster::cloud::http::{Http, endpoint, untrusted};
+use crate::cluster::cloud::http::{Http, endpoint, metadata_endpoint, untrusted};
 
 enum Format {
     Text,
@@ -85,7 +85,8 @@ impl External {
         let subject = match (source.file, source.url) {
             (Some(path), _) => Subject::File { path, format },
             (None, Some(url)) => Subject::Url {
-                url: endpoint(&url, "the credential_source url").map_err(|e| e.to_string())?,
+                url: metadata_endpoint(&url, "the credential_source url")
+                    .map_err(|e| e.to_string())?,
                 headers: source
                     .headers
                     .into_iter()
