@@ -76,6 +76,14 @@ pub fn secret(value: &str) {
     }
 }
 
+/// Registers a user name and password: the password, and the `Authorization: Basic` value
+/// they make (a server that echoes the request would show that one).
+pub fn basic_credentials(username: &str, password: &str) {
+    use base64::Engine as _;
+    secret(password);
+    secret(&base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}")));
+}
+
 /// `text` with every registered secret replaced by `***`.
 pub fn redact(text: &str) -> String {
     let secrets = SECRETS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -353,6 +361,8 @@ mod tests {
             "client_secret=***&x=1"
         );
         assert_eq!(redact(r#"{"s":"Xy7~client.secret value\"42"}"#), r#"{"s":"***"}"#);
+        basic_credentials("alice", "s3cr3t pass~word");
+        assert_eq!(redact("got Basic YWxpY2U6czNjcjN0IHBhc3N+d29yZA=="), "got Basic ***");
     }
 
     /// The runner's two command forms are recognised, with leading whitespace.

@@ -41,7 +41,10 @@ pub fn own_line(text: &str) -> String {
 
 /// [`line`] with the cap `cap`.
 fn line_within(text: &str, cap: usize) -> String {
-    let text = text.trim_end_matches(['\n', '\r']);
+    // Secrets out before the cut: a cut through a secret would leave a prefix that no longer
+    // matches it, for kubeship's redaction or the runner's mask.
+    let redacted = crate::log::redact(text);
+    let text = redacted.trim_end_matches(['\n', '\r']);
     let mut out = String::with_capacity(text.len().min(cap + 4));
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
@@ -112,6 +115,10 @@ mod tests {
         assert!(cut.len() <= LINE_CAP + '…'.len_utf8(), "{}", cut.len());
         assert!(cut.ends_with('…'));
         assert_eq!(line(&"a".repeat(LINE_CAP)), "a".repeat(LINE_CAP));
+        // A secret that straddles the cap is starred out before the cut, not cut in half.
+        crate::log::secret("STRADDLING-secret-0123456789abcdef");
+        let quoted = line(&format!("{} STRADDLING-secret-0123456789abcdef", "x".repeat(480)));
+        assert!(!quoted.contains("STRADDLING"), "{quoted}");
         // kubeship's own lines quote capped text and keep their advice after it.
         let own = format!("{} grant it", line(&"q".repeat(2 * LINE_CAP)));
         assert!(own_line(&own).ends_with("grant it"));

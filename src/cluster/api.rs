@@ -139,7 +139,8 @@ pub fn explain(request: Request<'_>, error: &kube::Error) -> ApiError {
             };
             // A cloud token kubeship minted: say who it authenticated as and what to grant.
             let message =
-                match super::cloud::explain_denial(code).filter(|_| matches!(code, 401 | 403)) {
+                // Not for a 403 from a webhook or policy: the identity is not what they refused.
+                match super::cloud::explain_denial(code).filter(|_| code == 401 || rbac) {
                     Some(who) => format!("{}. {who}", message.trim_end_matches('.')),
                     None => message,
                 };

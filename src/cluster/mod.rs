@@ -22,7 +22,8 @@ pub use api::{ApiError, call};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
-        "{source_} is not a usable kubeconfig: {detail}. Give the kubeconfig file's YAML, or base64 of it"
+        "{source_} is not a usable kubeconfig: {}. Give the kubeconfig file's YAML, or base64 of it",
+        .detail.trim_end_matches('.')
     )]
     Kubeconfig { source_: String, detail: String },
     #[error("{variable} names {paths}, which {problem}: {hint}")]
@@ -183,13 +184,11 @@ async fn configured(access: &Access) -> Result<kube::Config, Error> {
             // kube reads a CA with no PEM block in it as no CA at all, and every request then
             // fails on an "unknown issuer" that points away from the mistake.
             if config.root_cert.as_ref().is_some_and(Vec::is_empty) {
-                return Err(Error::Kubeconfig {
-                    source_: loaded.source,
-                    detail: "its certificate-authority(-data) holds no PEM certificate: give \
-                             the base64 of the CA's PEM file, as `kubectl config view --raw` \
-                             shows it"
-                        .into(),
-                });
+                return Err(Error::Client(format!(
+                    "the certificate-authority(-data) of {} holds no PEM certificate: give the \
+                     base64 of the CA's PEM file, as `kubectl config view --raw` shows it",
+                    loaded.source
+                )));
             }
             config
         }
@@ -297,6 +296,9 @@ fn register_secrets(kubeconfig: &kube::config::Kubeconfig) {
         for secret in [&user.token, &user.password, &user.client_key_data].into_iter().flatten() {
             crate::log::secret(secret.expose_secret());
         }
+        if let (Some(username), Some(password)) = (&user.username, &user.password) {
+            crate::log::basic_credentials(username, password.expose_secret());
+        }
         let provider = user.auth_provider.as_ref().map(|p| &p.config);
         for (key, value) in provider.into_iter().flatten() {
             if secret_name(key) {
@@ -332,16 +334,31 @@ fn secret_name(name: &str) -> bool {
 /// Settings that the clouds' `get-credentials` commands write into an exec plugin's
 /// environment and that hold no secret: masking `AWS_PROFILE=default` would star out every
 /// `default` in the log. Every other environment value is masked, whatever its name.
-const NOT_SECRET_ENV: [&str; 10] = [
+/// (Under Actions a mask lasts for the whole job, every later step included.)
+const NOT_SECRET_ENV: &[&str] = &[
+    "HOME",
+    "PATH",
+    "KUBECONFIG",
     "AWS_PROFILE",
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
+    "AWS_DEFAULT_OUTPUT",
     "AWS_STS_REGIONAL_ENDPOINTS",
     "AWS_CONFIG_FILE",
     "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
     "AAD_LOGIN_METHOD",
+    "AAD_SERVICE_PRINCIPAL_CLIENT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_AUTHORITY_HOST",
+    "AZURE_FEDERATED_TOKEN_FILE",
     "AZURE_CONFIG_DIR",
     "CLOUDSDK_CONFIG",
+    "CLOUDSDK_CORE_PROJECT",
+    "GOOGLE_APPLICATION_CREDENTIALS",
     "USE_GKE_GCLOUD_AUTH_PLUGIN",
 ];
 

@@ -212,6 +212,26 @@ impl Inputs {
             parse::service_account(account)
                 .map_err(|r| invalid("gcp-service-account", account, r))?;
         }
+        let client_id = text("azure-client-id", raw.azure_client_id)?;
+        if let Some(id) = client_id.as_ref().filter(|id| !crate::cluster::cloud::guid(id)) {
+            return Err(invalid(
+                "azure-client-id",
+                id,
+                "is not an application (client) id: a GUID, as the Entra ID app registration \
+                 shows it"
+                    .into(),
+            ));
+        }
+        let tenant_id = text("azure-tenant-id", raw.azure_tenant_id)?;
+        if let Some(id) =
+            tenant_id.as_ref().filter(|id| !crate::cluster::cloud::guid(id) && !id.contains('.'))
+        {
+            return Err(invalid(
+                "azure-tenant-id",
+                id,
+                "is not a tenant: a GUID or the tenant's domain (contoso.onmicrosoft.com)".into(),
+            ));
+        }
         let cloud = crate::cluster::cloud::Settings {
             cluster: cloud_cluster,
             aws_role_arn,
@@ -219,10 +239,7 @@ impl Inputs {
                 workload_identity_provider: provider,
                 service_account,
             },
-            azure: crate::cluster::cloud::azure::Inputs {
-                client_id: text("azure-client-id", raw.azure_client_id)?,
-                tenant_id: text("azure-tenant-id", raw.azure_tenant_id)?,
-            },
+            azure: crate::cluster::cloud::azure::Inputs { client_id, tenant_id },
             env: crate::cluster::cloud::Env::from_vars(vars.iter().map(|(k, v)| (k, v))),
         };
 
@@ -404,6 +421,8 @@ mod tests {
             ),
             ("INPUT_GCP-SERVICE-ACCOUNT", "deployer", "e-mail address"),
             ("INPUT_CLUSTER", "eks:prod/us-west-2", "write eks:us-west-2/prod"),
+            ("INPUT_AZURE-CLIENT-ID", "my-app", "a GUID"),
+            ("INPUT_AZURE-TENANT-ID", "contoso", "tenant's domain"),
         ];
         for &(var, value, why) in cases {
             let mut vars = MINIMAL.to_vec();

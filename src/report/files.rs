@@ -54,18 +54,36 @@ impl Destinations {
             let Some(path) = path else { continue };
             // Appending nothing proves the file can be opened for writing.
             append(path, "").map_err(|e| {
-                fail(what, path, e.to_string(), "the runner sets this file; run the step as the runner does (as root in a Docker action)")
+                fail(what, path, e.to_string(), "The runner sets this file; run the step as the runner does (as root in a Docker action)")
             })?;
         }
         if let Some(path) = &self.dotenv_file {
+            // Renamed over the runner's file, the dotenv report would replace the step's
+            // outputs or summary.
+            let same = |other: &Option<PathBuf>| {
+                other.as_ref().is_some_and(|o| {
+                    o == path
+                        || std::fs::canonicalize(o).ok().is_some_and(|o| {
+                            std::fs::canonicalize(path).ok().is_some_and(|p| o == p)
+                        })
+                })
+            };
+            if same(&self.github_output) || same(&self.step_summary) {
+                return Err(fail(
+                    "dotenv-file",
+                    path,
+                    "it is the runner's own output or summary file".into(),
+                    "Name a file of its own",
+                ));
+            }
             if path.is_dir() {
-                return Err(fail("dotenv-file", path, "it is a directory".into(), "name a file"));
+                return Err(fail("dotenv-file", path, "it is a directory".into(), "Name a file"));
             }
             let dir = parent(path);
-            probe(dir).map_err(|e| fail("dotenv-file", path, e, "check the dotenv-file input"))?;
+            probe(dir).map_err(|e| fail("dotenv-file", path, e, "Check the dotenv-file input"))?;
         }
         if let Some(dir) = &self.results_dir {
-            probe(dir).map_err(|e| fail("results-dir", dir, e, "check the results-dir input"))?;
+            probe(dir).map_err(|e| fail("results-dir", dir, e, "Check the results-dir input"))?;
         }
         Ok(())
     }
@@ -367,6 +385,14 @@ mod tests {
         };
         let e = bad.check().unwrap_err().to_string();
         assert!(e.contains("dotenv-file") && e.contains("file is a file, not a folder"), "{e}");
+        let output = dir.path().join("out");
+        let bad = Destinations {
+            github_output: Some(output.clone()),
+            dotenv_file: Some(dir.path().join("new/../out")),
+            ..Destinations::default()
+        };
+        let e = bad.check().unwrap_err().to_string();
+        assert!(e.contains("the runner's own output or summary file"), "{e}");
     }
 
     /// The files kubeship replaces are readable by others, as a file made by `>` would be.

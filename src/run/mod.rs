@@ -219,8 +219,15 @@ async fn resolve(inputs: &Inputs) -> Result<registry::Resolved, Error> {
         }
         (None, None) => Credentials::anonymous(),
     };
-    if let Some(secret) = credentials.secret_value() {
-        crate::log::secret(secret);
+    match &credentials.secret {
+        registry::credentials::Secret::Basic { username, password } => {
+            crate::log::basic_credentials(username, secrecy::ExposeSecret::expose_secret(password));
+        }
+        _ => {
+            if let Some(secret) = credentials.secret_value() {
+                crate::log::secret(secret);
+            }
+        }
     }
     crate::log::debug(format_args!("registry credentials: {}", credentials.source));
     let options = registry::Options {

@@ -140,11 +140,53 @@ pub fn oauth_token(
             ),
             advice: advice.into(),
         }),
+        // A success kubeship cannot read may still carry a token: never quoted.
+        _ if answer.ok() => Err(Error::Answer {
+            service: service.into(),
+            detail: format!(
+                "its HTTP {} answer is not an OAuth2 token answer (no access_token, or a field \
+                 of the wrong type)",
+                answer.status
+            ),
+        }),
         _ => Err(Error::Refused {
             service: service.into(),
-            detail: format!("HTTP {}: {}", answer.status, untrusted(&answer.body, secrets)),
+            detail: format!(
+                "HTTP {}: {}",
+                answer.status,
+                untrusted(&scrub_credentials(&answer.body), secrets)
+            ),
             advice: advice.into(),
         }),
+    }
+}
+
+/// A JSON body with the values of its token, secret and assertion fields (at any depth)
+/// replaced by `***`; any other body as it is.
+fn scrub_credentials(body: &[u8]) -> Vec<u8> {
+    fn scrub(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map.iter_mut() {
+                    let key = key.to_ascii_lowercase();
+                    if ["token", "secret", "assertion", "password"].iter().any(|w| key.contains(w))
+                    {
+                        *value = serde_json::Value::String("***".into());
+                    } else {
+                        scrub(value);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(scrub),
+            _ => {}
+        }
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(mut value) => {
+            scrub(&mut value);
+            serde_json::to_vec(&value).unwrap_or_default()
+        }
+        Err(_) => body.to_vec(),
     }
 }
 
@@ -237,6 +279,20 @@ mod tests {
             let e = endpoint(bad, "AWS_ENDPOINT_URL_STS").unwrap_err().to_string();
             assert!(e.contains("AWS_ENDPOINT_URL_STS"), "{e}");
         }
+    }
+
+    /// A token answer that does not parse is never quoted; an error body's token fields are
+    /// starred out.
+    #[test]
+    fn unreadable_token_answers_quote_no_token() {
+        let answer = |status: u16, body: &str| Answer { status, body: body.as_bytes().to_vec() };
+        let body =
+            r#"{"token_type":"Bearer","access_token":"eyJREALTOKEN123","expires_in":"soon"}"#;
+        let e = oauth_token("Entra ID", &answer(200, body), &[], "").err().unwrap().to_string();
+        assert!(!e.contains("eyJREALTOKEN123") && e.contains("not an OAuth2 token answer"), "{e}");
+        let body = r#"{"message":"bad","echo":{"access_token":"eyJREALTOKEN123"}}"#;
+        let e = oauth_token("Entra ID", &answer(502, body), &[], "").err().unwrap().to_string();
+        assert!(!e.contains("eyJREALTOKEN123") && e.contains("bad"), "{e}");
     }
 
     /// Quoted cloud text is short, single-line and never holds a secret.

@@ -104,6 +104,28 @@ impl Env {
     }
 }
 
+/// An AWS region's shape: `us-west-2`, `eu-central-1`, `us-gov-west-1`, `cn-north-1`.
+fn aws_region(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('-').collect();
+    let letters = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase());
+    let Some((number, words)) = parts.split_last() else { return false };
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && words.iter().all(letters)
+        && !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A GUID: `8-4-4-4-12` hex digits (Azure subscriptions, tenants, applications).
+pub fn guid(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// A managed cluster named by the `cluster` input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClusterRef {
@@ -134,6 +156,9 @@ impl ClusterRef {
             return Err(format!("is a URL; name the cluster instead: {FORMS}"));
         }
         let (cloud, rest) = text.split_once(':').ok_or(format!("is not {FORMS}"))?;
+        if rest.starts_with("arn:") || rest.starts_with("http") {
+            return Self::parse(rest);
+        }
         let parts: Vec<&str> = rest.split('/').map(str::trim).collect();
         let valid = |p: &&str| {
             !p.is_empty()
@@ -147,13 +172,21 @@ impl ClusterRef {
             ));
         }
         let owned = |i: usize| parts[i].to_owned();
-        // us-west-2, eu-central-1, us-gov-west-1, cn-north-1
-        let region = |p: &str| p.contains('-') && p.ends_with(|c: char| c.is_ascii_digit());
         match (cloud.to_ascii_lowercase().as_str(), parts.len()) {
-            ("eks", 2) if !region(parts[0]) && region(parts[1]) => {
+            ("eks", 2) if !aws_region(parts[0]) && aws_region(parts[1]) => {
                 Err(format!("has the region second: write eks:{}/{}", parts[1], parts[0]))
             }
+            ("eks", 2) if !aws_region(parts[0]) => Err(format!(
+                "names {:?} as the region, which is not an AWS region (us-west-2, eu-central-1; \
+                 a region, not a zone)",
+                parts[0]
+            )),
             ("eks", 2) => Ok(Self::Eks { region: owned(0), name: owned(1) }),
+            ("aks", 3) if !guid(parts[0]) => Err(format!(
+                "names {:?} as the subscription, which is not a subscription id (a GUID, \
+                 00000000-0000-0000-0000-000000000000)",
+                parts[0]
+            )),
             ("gke", 3) => Ok(Self::Gke { project: owned(0), location: owned(1), name: owned(2) }),
             ("aks", 3) => Ok(Self::Aks { subscription: owned(0), group: owned(1), name: owned(2) }),
             ("eks", _) => Err("is not eks:<region>/<name>".into()),
@@ -284,7 +317,7 @@ mod tests {
             }
         );
         assert!(matches!(
-            ClusterRef::parse("aks:0000-11/rg.prod/aks1"),
+            ClusterRef::parse("aks:00000000-1111-2222-3333-444444444444/rg.prod/aks1"),
             Ok(ClusterRef::Aks { .. })
         ));
         for bad in ["prod", "eks:prod", "gke:a/b", "aks:a//c", "doks:a/b", "eks:a/b c", "eks:../x"]
@@ -300,6 +333,10 @@ mod tests {
         assert!(said("https://ABC.gr7.us-west-2.eks.amazonaws.com").starts_with("is a URL"));
         assert_eq!(said("eks:prod/us-west-2"), "has the region second: write eks:us-west-2/prod");
         assert!(said("eks:us-west-2/pr od").contains("\"pr od\""));
+        assert!(said("eks:us-west-2a/prod").contains("not an AWS region"));
+        assert!(said("eks:US-WEST-2/prod").contains("not an AWS region"));
+        assert!(said("eks:arn:aws:eks:us-west-2:123456789012:cluster/prod").contains("write eks:"));
+        assert!(said("aks:not-a-guid/rg/name").contains("not a subscription id"));
         assert_eq!(
             ClusterRef::parse("eks: us-west-2/prod-2"),
             Ok(ClusterRef::Eks { region: "us-west-2".into(), name: "prod-2".into() })

@@ -133,14 +133,14 @@ fn github_oidc_and_the_cluster_input() {
     let fake = entra(Config { federated: Some((issuer, SUBJECT.into())), ..Config::default() });
     let w = world(&fake);
     fake.shared().set_cluster(
-        "sub-1/prod-rg/prod-aks",
+        "0b1f6471-1bf0-4dda-aec3-111122223333/prod-rg/prod-aks",
         &w.sim.url(),
         w.sim.ca_pem().unwrap(),
         SERVER_ID,
     );
     let [(url_var, url), (token_var, token)] = github.env();
     let run = w.run(&[
-        ("INPUT_CLUSTER", "aks:sub-1/prod-rg/prod-aks"),
+        ("INPUT_CLUSTER", "aks:0b1f6471-1bf0-4dda-aec3-111122223333/prod-rg/prod-aks"),
         ("INPUT_AZURE-CLIENT-ID", CLIENT),
         ("INPUT_AZURE-TENANT-ID", TENANT),
         ("AZURE_AUTHORITY_HOST", &fake.server.url),
