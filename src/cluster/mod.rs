@@ -264,6 +264,7 @@ async fn finish(
     };
     let builder = match builder {
         Err(_) => {
+            end_descendants();
             return Err(Error::Authentication(format!(
                 "the kubeconfig's exec plugin gave no credentials within {}s (a login that waits \
                  for a person cannot work in CI): give it credentials it can use without one",
@@ -284,6 +285,47 @@ async fn finish(
         .build();
     let identity = login.map(|l| l.identity);
     Ok(Cluster { client, namespace, server, warnings, identity })
+}
+
+/// Ends the processes this one started, and theirs: the exec plugin kubeship gave up on
+/// (kube runs it with `Command::output`, which leaves no handle to kill it by). Outside a
+/// container it would otherwise outlive the run.
+fn end_descendants() {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return };
+    let mut parents = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`: comm may hold spaces and parentheses; ppid comes after
+        // the last ')'.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut tree = vec![me];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        let children: Vec<u32> = parents
+            .iter()
+            .filter(|(pid, pp)| *pp == parent && !tree.contains(pid))
+            .map(|(pid, _)| *pid)
+            .collect();
+        tree.extend(children);
+        i += 1;
+    }
+    for pid in tree.into_iter().skip(1) {
+        if let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+    }
 }
 
 /// Every credential of the kubeconfig, registered for redaction before anything can print it:

@@ -70,7 +70,8 @@ fn a_hanging_exec_plugin_is_given_up_on() {
     let plugin = w.dir.path().join("login-prompt");
     std::fs::write(
         &plugin,
-        "#!/bin/sh\necho 'open https://login.example/device and enter ABCD' >&2\nsleep 120\n",
+        "#!/bin/sh\necho 'open https://login.example/device and enter ABCD' >&2\n\
+         sh -c 'echo $$ > \"$0.grandchild\"; exec sleep 120' \"$0\" &\necho $$ > \"$0.pid\"\nwait\n",
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt as _;
@@ -93,6 +94,17 @@ fn a_hanging_exec_plugin_is_given_up_on() {
     assert_eq!(run.code, Some(4), "{}", run.stderr);
     assert!(run.stderr.contains("exec plugin gave no credentials within 4s"), "{}", run.stderr);
     assert_eq!(run.outputs["status"], "failed");
+    // The plugin and what it started do not outlive the run.
+    for file in ["login-prompt.pid", "login-prompt.grandchild"] {
+        let pid = std::fs::read_to_string(w.dir.path().join(file)).unwrap();
+        let stat = format!("/proc/{}/stat", pid.trim());
+        let gone = || std::fs::read_to_string(&stat).map_or(true, |s| s.contains(") Z "));
+        let waited = Instant::now();
+        while !gone() && waited.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(gone(), "{file} ({}) is still running", pid.trim());
+    }
 
     let child = w.spawn(&[
         ("INPUT_IMAGE", &w.image("v2")),
