@@ -1,9 +1,10 @@
 //! Text from outside kubeship: pods, events, logs, API and webhook messages, registries, exec
 //! plugins. All of it may be written by an attacker, and it ends up in a CI log whose runner
 //! obeys commands in it, in Markdown that renders links, and in files other tools parse. These
-//! pure functions make it inert at the point where it enters: control characters replaced
-//! (a bare `\r` ends a line for the GitHub runner; ESC drives terminals), lines capped, counts
-//! bounded. Each sink then adds its own escaping (`log`, `report`).
+//! functions make it inert at the point where it enters: registered secrets starred out first
+//! (so no cut leaves half of one), control characters replaced (a bare `\r` ends a line for the
+//! GitHub runner; ESC drives terminals), lines capped, counts bounded. Each sink then adds its
+//! own escaping (`log`, `report`).
 
 /// Longest line kept, in bytes; longer ones are cut at a character boundary and marked.
 pub const LINE_CAP: usize = 500;
@@ -27,8 +28,9 @@ fn deceptive(c: char) -> bool {
         | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
-/// One line, safe to print: line breaks become spaces, every other control character (and the
-/// deceptive ones above) becomes U+FFFD, and the result is capped at [`LINE_CAP`] bytes.
+/// One line, safe to print: registered secrets become `***`, line breaks become spaces, every
+/// other control character (and the deceptive ones above) becomes U+FFFD, and the result is
+/// capped at [`LINE_CAP`] bytes.
 pub fn line(text: &str) -> String {
     line_within(text, LINE_CAP)
 }
