@@ -39,15 +39,7 @@ pub(super) async fn patch_all(
         let body = targets::patch_body(&changing, cause);
         match targets::patch(&cluster.client, target, &body, false, deadline).await {
             Ok(answer) => {
-                for change in &changing {
-                    crate::log::info(format_args!(
-                        "{}: {} {} → {}",
-                        target.display(),
-                        change.name,
-                        crate::untrusted::short(&change.previous_image, 200),
-                        change.image
-                    ));
-                }
+                say_changes(target, &changing, "");
                 target.counts = answer.counts();
                 target.patched = Some(answer);
             }
@@ -99,5 +91,18 @@ pub(super) async fn settle_unwatched(
         target.revision = object.revision();
     } else if !target.changing().is_empty() {
         target.revision = None;
+    }
+}
+
+/// One line per changed container: `deployment/api: app old → new`, after `prefix`.
+pub(super) fn say_changes(target: &Target, changing: &[targets::select::Change], prefix: &str) {
+    for change in changing {
+        crate::log::info(format_args!(
+            "{prefix}{}: {} {} → {}",
+            target.display(),
+            change.name,
+            crate::untrusted::short(&change.previous_image, 200),
+            change.image
+        ));
     }
 }

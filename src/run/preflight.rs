@@ -73,15 +73,7 @@ pub(super) fn report_dry_run(target: &mut Target, answer: Option<crate::workload
     target.message = if changing.is_empty() {
         format!("{} already runs this image", target.display())
     } else {
-        for change in &changing {
-            crate::log::info(format_args!(
-                "(dry run) {}: {} {} → {}",
-                target.display(),
-                change.name,
-                crate::untrusted::short(&change.previous_image, 200),
-                change.image
-            ));
-        }
+        super::patch::say_changes(target, &changing, "(dry run) ");
         // The server accepted the patch; the revision it would make is not known yet.
         target.revision = None;
         format!(

@@ -129,21 +129,26 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_secs(t.as_second().try_into().unwrap())
     }
 
+    /// The vector's request, sent to `url`.
+    fn request_of<'a>(v: &'a Vector, url: &'a str) -> Request<'a> {
+        Request {
+            method: v.method,
+            url,
+            headers: v.headers,
+            body: v.body.as_bytes(),
+            region: v.region,
+            service: v.service,
+            time: time(v),
+        }
+    }
+
     /// AWS's published vectors, presigned: the signer, as kubeship drives it, computes AWS's
     /// query signatures (session token included in the signature, as STS wants it).
     #[test]
     fn presigned_vectors() {
         for v in VECTORS.iter().filter(|v| v.query_signature.is_some()) {
             let url = format!("https://{}{}", v.host, v.path_and_query);
-            let request = Request {
-                method: v.method,
-                url: &url,
-                headers: v.headers,
-                body: v.body.as_bytes(),
-                region: v.region,
-                service: v.service,
-                time: time(v),
-            };
+            let request = request_of(v, &url);
             let url = presign(&request, &credentials(v), Duration::from_secs(v.expires)).unwrap();
             let signature = url.split("X-Amz-Signature=").nth(1).unwrap().split('&').next();
             assert_eq!(signature, v.query_signature, "{}", v.name);
@@ -156,15 +161,7 @@ mod tests {
     fn header_vectors() {
         for v in VECTORS.iter().filter(|v| !v.sign_body) {
             let url = format!("https://{}{}", v.host, v.path_and_query);
-            let request = Request {
-                method: v.method,
-                url: &url,
-                headers: v.headers,
-                body: v.body.as_bytes(),
-                region: v.region,
-                service: v.service,
-                time: time(v),
-            };
+            let request = request_of(v, &url);
             let headers = headers(&request, &credentials(v)).unwrap();
             let authorization = &headers.iter().find(|(n, _)| n == "authorization").unwrap().1;
             let signature = authorization.rsplit("Signature=").next().unwrap();
