@@ -8,8 +8,10 @@ FROM docker.io/library/rust:1.95-bookworm@sha256:6258907abe69656e41cd992e0b705cd
 WORKDIR /src
 COPY . .
 # crt-static links glibc statically; the explicit --target keeps proc macros dynamic.
+# pack-relative-relocs (RELR, glibc 2.36 and binutils 2.38 on): the start-up relocation of the
+# position-independent binary reads 7 KB instead of 580 KB; ASLR stays.
 RUN target="$(uname -m)-unknown-linux-gnu" \
-    && RUSTFLAGS='-C target-feature=+crt-static' \
+    && RUSTFLAGS='-C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs' \
        cargo build --release --locked --target "$target" --bin kubeship \
     && cp "target/$target/release/kubeship" /kubeship \
     && /kubeship --version

@@ -60,14 +60,15 @@ fn main() -> ExitCode {
         let writable = Destinations::default();
         return finish(&Report::default(), Some(&error), &writable, error.exit_code());
     }
-    let runtime =
-        match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-            Ok(runtime) => runtime,
-            Err(e) => {
-                eprintln!("kubeship: cannot start: {e}");
-                return ExitCode::from(1);
-            }
-        };
+    // One thread: the run waits on the network, and worker threads would cost their start and
+    // a hand-off on every answer. A blocking exec plugin gets a thread of its own.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("kubeship: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let (stop, cancel) = tokio::sync::watch::channel(None);
     runtime.spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};

@@ -94,8 +94,8 @@ pub struct Cluster {
     pub namespace: String,
     /// `https://host:port`, for messages.
     pub server: String,
-    /// Said once, as warnings: `insecure-skip-tls-verify`, a token over plain HTTP.
-    pub warnings: Vec<String>,
+    /// Said once: which plugin's login kubeship stood in for.
+    pub note: Option<String>,
     /// Who kubeship authenticated as, when it minted a cloud token itself.
     pub identity: Option<cloud::IdentityCell>,
 }
@@ -105,14 +105,41 @@ pub const ANSWER_WITHIN: Duration = Duration::from_secs(30);
 const CONNECT_WITHIN: Duration = Duration::from_secs(10);
 const USER_AGENT: &str = concat!("kubeship/", env!("CARGO_PKG_VERSION"));
 
+/// The part of the cluster's configuration that is on this machine: the kubeconfig (or the
+/// in-cluster files) read and checked, and its secrets masked. `None` under the `cluster`
+/// input, where the cloud describes the cluster during [`connect`].
+pub struct Configured {
+    config: Option<kube::Config>,
+    /// To be said once, as warnings: `insecure-skip-tls-verify`, a token over plain HTTP.
+    pub warnings: Vec<String>,
+}
+
+/// Reads the configuration. Sends nothing, so a kubeconfig mistake is reported before any
+/// request, and its secrets are masked before anything is printed.
+///
+/// # Errors
+/// Configuration errors (exit 2).
+pub async fn configure(access: &Access) -> Result<Configured, Error> {
+    crate::tls::install_crypto_provider();
+    if access.cloud.cluster.is_some() {
+        // The cloud gives an https endpoint and its CA.
+        return Ok(Configured { config: None, warnings: Vec::new() });
+    }
+    let config = configured(access).await?;
+    Ok(Configured { warnings: risks(&config), config: Some(config) })
+}
+
 /// Builds the client. Sends nothing to the cluster; a cloud login mints its first token here
 /// (and the `cluster` input asks the cloud where the cluster is), and an installed exec plugin
 /// runs, within `limit`.
 ///
 /// # Errors
-/// Every [`Error`]: configuration errors, and a cloud's refusal (exit 4).
-pub async fn connect(access: &Access, limit: Duration) -> Result<Cluster, Error> {
-    crate::tls::install_crypto_provider();
+/// Every [`Error`]: a cloud's refusal (exit 4), a client that cannot be built.
+pub async fn connect(
+    access: &Access,
+    Configured { config: local, .. }: Configured,
+    limit: Duration,
+) -> Result<Cluster, Error> {
     let mut login = None;
     // A cloud login chains requests (an identity token, an exchange, the cluster's
     // description), each bounded on its own; together they get the same `limit`.
@@ -129,15 +156,17 @@ pub async fn connect(access: &Access, limit: Duration) -> Result<Cluster, Error>
             })
         }
     };
-    let mut config = if let Some(cluster) = &access.cloud.cluster {
-        let (located, started) =
-            tokio::time::timeout(limit, cloud::for_cluster(cluster, &access.cloud))
-                .await
-                .map_err(within("the cloud login for the cluster input"))??;
-        login = Some(started);
-        located_config(&located)?
-    } else {
-        configured(access).await?
+    let mut config = match (local, &access.cloud.cluster) {
+        (Some(config), _) => config,
+        (None, Some(cluster)) => {
+            let (located, started) =
+                tokio::time::timeout(limit, cloud::for_cluster(cluster, &access.cloud))
+                    .await
+                    .map_err(within("the cloud login for the cluster input"))??;
+            login = Some(started);
+            located_config(&located)?
+        }
+        (None, None) => configured(access).await?,
     };
     if let Some(exec) = config.auth_info.exec.clone()
         && let Some(command) = exec.command.clone()
@@ -206,6 +235,14 @@ fn located_config(located: &cloud::Located) -> Result<kube::Config, Error> {
         .server
         .parse::<http::Uri>()
         .map_err(|_| bad("its cluster endpoint is not a URL".into()))?;
+    if url.scheme_str() == Some("http") {
+        // Only an endpoint override can lead here; the token would travel in the clear.
+        crate::log::warn(format_args!(
+            "the cloud gave the cluster endpoint {} over plain HTTP: the token is sent \
+             unencrypted; check the cloud endpoint settings",
+            located.server
+        ));
+    }
     let mut config = kube::Config::new(url);
     if let Some(pem) = &located.ca_pem {
         let certs = crate::tls::parse_pem_certificates(pem)
@@ -213,6 +250,37 @@ fn located_config(located: &cloud::Located) -> Result<kube::Config, Error> {
         config.root_cert = Some(certs);
     }
     Ok(config)
+}
+
+fn server_of(config: &kube::Config) -> String {
+    config.cluster_url.to_string().trim_end_matches('/').to_owned()
+}
+
+/// What a kubeconfig risks, said before anything is sent: `insecure-skip-tls-verify`, and
+/// credentials over plain HTTP.
+fn risks(config: &kube::Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if config.accept_invalid_certs {
+        warnings.push(
+            "the kubeconfig sets insecure-skip-tls-verify: the API server's identity is not checked; \
+             give its CA (certificate-authority-data) instead"
+                .to_owned(),
+        );
+    }
+    // An exec plugin kubeship stands in for sends a token too.
+    let sends_credentials = config.auth_info.token.is_some()
+        || config.auth_info.token_file.is_some()
+        || config.auth_info.exec.is_some()
+        || config.auth_info.password.is_some();
+    if config.cluster_url.scheme_str() == Some("http") && sends_credentials {
+        // kubectl refuses to send a token over plain HTTP; kube-rs sends it. Say so.
+        warnings.push(format!(
+            "the kubeconfig sends credentials to {} over plain HTTP, where anyone on the \
+             path can read them: use the API server's https address",
+            server_of(config)
+        ));
+    }
+    warnings
 }
 
 /// The client for `config`, with the cloud login's bearer layer when there is one; an exec
@@ -223,33 +291,10 @@ async fn finish(
     login: Option<cloud::Login>,
     limit: Duration,
 ) -> Result<Cluster, Error> {
-    let server = config.cluster_url.to_string().trim_end_matches('/').to_owned();
-    let mut warnings = Vec::new();
-    if config.accept_invalid_certs {
-        warnings.push(
-            "the kubeconfig sets insecure-skip-tls-verify: the API server's identity is not checked; \
-             give its CA (certificate-authority-data) instead"
-                .to_owned(),
-        );
-    }
-    let sends_credentials = login.is_some()
-        || config.auth_info.token.is_some()
-        || config.auth_info.token_file.is_some()
-        || config.auth_info.exec.is_some()
-        || config.auth_info.password.is_some();
-    if config.cluster_url.scheme_str() == Some("http") && sends_credentials {
-        // kubectl refuses to send a token over plain HTTP; kube-rs sends it. Say so.
-        warnings.push(format!(
-            "the kubeconfig sends credentials to {server} over plain HTTP, where anyone on the \
-             path can read them: use the API server's https address"
-        ));
-    }
+    let server = server_of(&config);
     config.connect_timeout = Some(CONNECT_WITHIN);
     config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_static(USER_AGENT)));
     let namespace = access.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
-    if let Some(login) = &login {
-        crate::log::info(&login.note);
-    }
     let bearer = cloud::BearerLayer::new(login.as_ref().map(|l| l.cache.clone()));
     // kube runs an installed exec plugin as it builds the client, and waits for it without a
     // limit: on a thread of its own, so that a plugin that hangs (a login prompt no one will
@@ -283,8 +328,8 @@ async fn finish(
         .with_layer(&bearer)
         .with_layer(&tower::timeout::TimeoutLayer::new(ANSWER_WITHIN))
         .build();
-    let identity = login.map(|l| l.identity);
-    Ok(Cluster { client, namespace, server, warnings, identity })
+    let (identity, note) = login.map(|l| (l.identity, l.note)).unzip();
+    Ok(Cluster { client, namespace, server, note, identity })
 }
 
 /// Ends the processes this one started, and theirs: the exec plugin kubeship gave up on
@@ -433,7 +478,7 @@ mod tests {
                       users:\n- name: u\n  user:\n    token: t0k3n-value\ncontexts:\n- name: x\n  \
                       context: {cluster: c, user: u}\ncurrent-context: x\n";
         let access = Access { kubeconfig: Some(config.into()), ..Access::default() };
-        let e = connect(&access, Duration::from_secs(5)).await.err().expect("refused");
+        let e = configure(&access).await.err().expect("refused");
         let text = e.to_string();
         assert!(text.contains("holds no PEM certificate") && text.contains("kubeconfig"), "{text}");
         assert_eq!(e.exit_code(), 2, "{text}");

@@ -136,21 +136,30 @@ struct Prepared {
 /// read and its containers chosen, every patch accepted by a dry run, what the credentials
 /// may see. `None` for a dry run, which ends here.
 async fn prepare(inputs: &Inputs, facts: &mut Facts) -> Result<Option<Prepared>, Error> {
-    // The cluster's configuration first: it sends nothing, and a kubeconfig mistake should not
-    // wait out a registry's tag-timeout before it is reported.
-    let cluster =
-        cluster::connect(&inputs.cluster, inputs.timeout.min(cluster::ANSWER_WITHIN)).await?;
-    for warning in &cluster.warnings {
+    // What is local first, sending nothing: a configuration mistake should not wait out a
+    // registry's tag-timeout before it is reported, and every secret is masked before the
+    // first line is printed.
+    let credentials = registry_credentials(inputs).await?;
+    let configured = cluster::configure(&inputs.cluster).await?;
+    for warning in &configured.warnings {
         crate::log::warn(warning);
     }
     crate::log::group(format_args!("Resolve {}", inputs.image));
-    let resolved = resolve(inputs).await?;
+    // Then the registry and the cluster's login at once: neither needs the other, and the
+    // first failure ends both.
+    let limit = inputs.timeout.min(cluster::ANSWER_WITHIN);
+    let (resolved, cluster) = tokio::try_join!(resolve(inputs, credentials), async {
+        cluster::connect(&inputs.cluster, configured, limit).await.map_err(Error::from)
+    },)?;
     crate::log::info(format_args!("{} is {}", inputs.image, resolved.digest));
     let cause = change_cause(inputs, &resolved.pinned);
     let pinned = resolved.pinned.clone();
     facts.resolved = Some(resolved);
 
     crate::log::group("Read the targets");
+    if let Some(note) = &cluster.note {
+        crate::log::info(note);
+    }
     let deadline = Instant::now() + inputs.timeout;
     let objects =
         targets::read_all(&cluster.client, &cluster.namespace, &inputs.targets, deadline).await?;
@@ -210,8 +219,8 @@ async fn prepare(inputs: &Inputs, facts: &mut Facts) -> Result<Option<Prepared>,
     Ok(Some(Prepared { cluster, deadline, cause, pods_visible }))
 }
 
-/// The inputs' credentials, else the docker config's, else none; then the digest.
-async fn resolve(inputs: &Inputs) -> Result<registry::Resolved, Error> {
+/// The inputs' credentials, else the docker config's, else none; masked.
+async fn registry_credentials(inputs: &Inputs) -> Result<Credentials, Error> {
     let credentials = match (&inputs.registry.credentials, &inputs.registry.docker_config_dir) {
         (Some((username, password)), _) => Credentials::from_inputs(username, password),
         (None, Some(dir)) => {
@@ -229,6 +238,11 @@ async fn resolve(inputs: &Inputs) -> Result<registry::Resolved, Error> {
             }
         }
     }
+    Ok(credentials)
+}
+
+/// The digest.
+async fn resolve(inputs: &Inputs, credentials: Credentials) -> Result<registry::Resolved, Error> {
     crate::log::debug(format_args!("registry credentials: {}", credentials.source));
     let options = registry::Options {
         insecure: inputs.registry.insecure,

@@ -47,7 +47,7 @@ fn check(output: &Output, what: &str) {
 }
 
 /// The static binary: the one scripts/test built (`KUBESHIP_STATIC_BINARY`), else built once
-/// per test run into its own target directory.
+/// per test run by scripts/static-binary.
 fn static_binary() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
@@ -63,22 +63,12 @@ fn static_binary() -> PathBuf {
                 );
                 return built;
             }
+            // The script the Dockerfile's flags are kept in step with.
             let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-            let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-                .map_or_else(|| root.join("target"), PathBuf::from)
-                .join("static");
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
-            let output = Command::new(cargo)
-                .current_dir(root)
-                .env("RUSTFLAGS", "-C target-feature=+crt-static")
-                .args(["build", "--release", "--locked", "--bin", "kubeship"])
-                .args(["--target", &triple, "--target-dir"])
-                .arg(&target_dir)
-                .output()
-                .expect("cargo runs");
+            let output =
+                Command::new(root.join("scripts/static-binary")).output().expect("bash runs");
             check(&output, "static build");
-            target_dir.join(triple).join("release/kubeship")
+            PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
         })
         .clone()
 }
@@ -209,6 +199,32 @@ fn image_is_small_static_and_shell_free() {
         .unwrap();
     check(&version, "kubeship --version");
     assert!(text(&version.stdout).starts_with("kubeship "));
+}
+
+/// The tests (and the resolution benchmark) measure the binary the image ships: the Dockerfile
+/// and scripts/static-binary build with the same flags. The binary is a static position-
+/// independent executable (ASLR kept) whose relocations are packed (RELR).
+#[test]
+fn the_tests_build_the_binary_the_image_ships() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let flags = |file: &str| -> String {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        let start = text.find("RUSTFLAGS='").unwrap_or_else(|| panic!("no RUSTFLAGS in {file}"));
+        let rest = &text[start + "RUSTFLAGS='".len()..];
+        rest[..rest.find('\'').unwrap()].to_owned()
+    };
+    assert_eq!(flags("Dockerfile"), flags("scripts/static-binary"));
+    // readelf comes with the linker cargo uses.
+    let readelf = Command::new("readelf")
+        .args(["--file-header", "--program-headers", "--dynamic", "--wide"])
+        .arg(static_binary())
+        .output()
+        .unwrap();
+    check(&readelf, "readelf");
+    let elf = text(&readelf.stdout);
+    assert!(elf.contains("DYN (Position-Independent Executable file)"), "{elf}");
+    assert!(!elf.contains("INTERP") && !elf.contains("(NEEDED)"), "not static: {elf}");
+    assert!(elf.contains("(RELR)"), "relocations are not packed: {elf}");
 }
 
 /// As the GitHub runner runs a Docker action: every declared input set (empty when not
