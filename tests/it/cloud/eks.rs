@@ -254,6 +254,57 @@ fn web_identity_then_the_plugins_role() {
     run.assert_secret_free(&secrets);
 }
 
+/// The registry is asked while the cloud login is under way, not after it: STS answers only
+/// once the registry has seen the manifest request (a frozen gate before it, thawed then), so
+/// a run that logged in first and resolved after would wait on STS until its timeout.
+#[test]
+fn the_registry_is_asked_during_the_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = issuer(dir.path());
+    let keys = keys(&[]);
+    let sts =
+        FakeSts::start(sts_config(&[(WEB_ROLE, &[])], Some(issuer.clone())), keys.clone(), None)
+            .unwrap();
+    let upstream = sts.server.url.trim_start_matches("http://").parse().unwrap();
+    let gate = kubeship_testkit::gate::TcpGate::start(upstream).unwrap();
+    gate.freeze();
+    let v = Verifier::new("prod", keys);
+    let w = World::start(move |t| v.verify(t, SystemTime::now()).is_ok());
+    let web_token = issuer.mint("sts.amazonaws.com", "system:serviceaccount:ci:runner", 600);
+    let token_file = w.file("web-identity-token", &web_token);
+    let config = w.exec_kubeconfig(
+        "aws",
+        &["eks", "get-token", "--cluster-name", "prod", "--region", "us-west-2"],
+        &[],
+    );
+    let sts_url = format!("http://{}", gate.address);
+    w.registry.clear_requests(); // the pushes
+    let (run, thawed) = std::thread::scope(|scope| {
+        let thawed = scope.spawn(|| {
+            // Each look waits for the registry's log to settle (at least 100 ms).
+            for _ in 0..100 {
+                let requests = w.registry.requests();
+                if requests.iter().any(|r| r.method == "HEAD" && r.path.contains("/manifests/")) {
+                    gate.thaw();
+                    return true;
+                }
+            }
+            false
+        });
+        let run = w.run(&[
+            ("INPUT_KUBECONFIG", &config),
+            ("INPUT_TIMEOUT", "20s"),
+            ("AWS_ROLE_ARN", WEB_ROLE),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file),
+            ("AWS_ENDPOINT_URL_STS", &sts_url),
+        ]);
+        (run, thawed.join().unwrap())
+    });
+    assert!(thawed, "the registry was never asked: {}", run.stderr);
+    run.assert_succeeded();
+    assert_eq!(sts.actions(), ["AssumeRoleWithWebIdentity"]);
+}
+
 /// No kubeconfig: `cluster` and `aws-role-arn` with GitHub's OIDC token. STS gets the token
 /// GitHub issued for `sts.amazonaws.com`; EKS `DescribeCluster` gives the endpoint and CA.
 #[test]
