@@ -70,11 +70,15 @@ fn main() -> ExitCode {
         }
     };
     let (stop, cancel) = tokio::sync::watch::channel(None);
-    runtime.spawn(async move {
+    // The handlers are in place before the run starts, not when the task first runs: a signal
+    // in between would otherwise end the process with no report.
+    let signals = {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) =
-            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-        else {
+        let _entered = runtime.enter();
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    };
+    runtime.spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = signals else {
             return;
         };
         let number = tokio::select! {
@@ -87,6 +91,7 @@ fn main() -> ExitCode {
     // Not a wait for blocking threads: one may still be inside an exec plugin that hangs,
     // which kubeship has already given up on.
     runtime.shutdown_background();
+    kubeship::cluster::end_plugins();
     kubeship::log::end_group();
     finish(&run.report, run.error.as_ref(), &inputs.outputs, run.exit_code())
 }

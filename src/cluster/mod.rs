@@ -94,8 +94,6 @@ pub struct Cluster {
     pub namespace: String,
     /// `https://host:port`, for messages.
     pub server: String,
-    /// Said once: which plugin's login kubeship stood in for.
-    pub note: Option<String>,
     /// Who kubeship authenticated as, when it minted a cloud token itself.
     pub identity: Option<cloud::IdentityCell>,
 }
@@ -126,6 +124,14 @@ pub async fn configure(access: &Access) -> Result<Configured, Error> {
         return Ok(Configured { config: None, warnings: Vec::new() });
     }
     let config = configured(access).await?;
+    // A plugin that is neither installed nor stood in for is a configuration mistake.
+    if let Some(exec) = &config.auth_info.exec
+        && let Some(command) = &exec.command
+        && !on_path(command)
+        && cloud::recognise(command, exec.args.as_deref().unwrap_or_default()).is_none()
+    {
+        return Err(Error::ExecPluginMissing { command: command.clone() });
+    }
     Ok(Configured { warnings: risks(&config), config: Some(config) })
 }
 
@@ -295,6 +301,9 @@ async fn finish(
     config.connect_timeout = Some(CONNECT_WITHIN);
     config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_static(USER_AGENT)));
     let namespace = access.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
+    if let Some(login) = &login {
+        crate::log::info(&login.note);
+    }
     let bearer = cloud::BearerLayer::new(login.as_ref().map(|l| l.cache.clone()));
     // kube runs an installed exec plugin as it builds the client, and waits for it without a
     // limit: on a thread of its own, so that a plugin that hangs (a login prompt no one will
@@ -303,6 +312,7 @@ async fn finish(
         // Nothing to wait for: no thread for it.
         Ok(Ok(kube::client::ClientBuilder::try_from(config)))
     } else {
+        PLUGIN_STARTED.store(true, std::sync::atomic::Ordering::Relaxed);
         let built =
             tokio::task::spawn_blocking(move || kube::client::ClientBuilder::try_from(config));
         tokio::time::timeout(limit, built).await
@@ -328,13 +338,24 @@ async fn finish(
         .with_layer(&bearer)
         .with_layer(&tower::timeout::TimeoutLayer::new(ANSWER_WITHIN))
         .build();
-    let (identity, note) = login.map(|l| (l.identity, l.note)).unzip();
-    Ok(Cluster { client, namespace, server, note, identity })
+    let identity = login.map(|l| l.identity);
+    Ok(Cluster { client, namespace, server, identity })
 }
 
-/// Ends the processes this one started, and theirs: the exec plugin kubeship gave up on
-/// (kube runs it with `Command::output`, which leaves no handle to kill it by). Outside a
-/// container it would otherwise outlive the run.
+/// Whether kube may have started an exec plugin (as the client was built, or on a refresh).
+static PLUGIN_STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// At the end of a run: ends an exec plugin still running (one given up on, one the run
+/// stopped waiting for when the registry failed first or a signal came, one refreshing a
+/// token), and what it started. Outside a container it would otherwise outlive the run.
+pub fn end_plugins() {
+    if PLUGIN_STARTED.load(std::sync::atomic::Ordering::Relaxed) {
+        end_descendants();
+    }
+}
+
+/// Ends the processes this one started, and theirs (kube runs an exec plugin with
+/// `Command::output`, which leaves no handle to kill it by).
 fn end_descendants() {
     let me = std::process::id();
     let Ok(entries) = std::fs::read_dir("/proc") else { return };

@@ -157,9 +157,6 @@ async fn prepare(inputs: &Inputs, facts: &mut Facts) -> Result<Option<Prepared>,
     facts.resolved = Some(resolved);
 
     crate::log::group("Read the targets");
-    if let Some(note) = &cluster.note {
-        crate::log::info(note);
-    }
     let deadline = Instant::now() + inputs.timeout;
     let objects =
         targets::read_all(&cluster.client, &cluster.namespace, &inputs.targets, deadline).await?;

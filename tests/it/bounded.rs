@@ -63,7 +63,9 @@ on_both!(
 );
 
 /// An installed exec plugin that never answers (a login prompt): exit 4 within the timeout,
-/// outputs written, a message that says why; and a SIGTERM meanwhile ends the run at once.
+/// outputs written, a message that says why; a SIGTERM meanwhile ends the run at once; a
+/// registry failure while it waits ends the run with the registry's error. Whichever way the
+/// run ends, the plugin and what it started do not outlive it.
 #[test]
 fn a_hanging_exec_plugin_is_given_up_on() {
     let w = World::kubesim();
@@ -83,6 +85,23 @@ fn a_hanging_exec_plugin_is_given_up_on() {
             plugin.display()
         ),
     );
+    let pid_files = ["login-prompt.pid", "login-prompt.grandchild"].map(|f| w.dir.path().join(f));
+    let forget = || pid_files.iter().for_each(|f| drop(std::fs::remove_file(f)));
+    let assert_gone = |after: &str| {
+        for file in &pid_files {
+            let pid = std::fs::read_to_string(file)
+                .unwrap_or_else(|e| panic!("{after}: the plugin did not start ({e})"));
+            let stat = format!("/proc/{}/stat", pid.trim());
+            let gone = || std::fs::read_to_string(&stat).map_or(true, |s| s.contains(") Z "));
+            let waited = Instant::now();
+            while !gone() && waited.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            assert!(gone(), "{after}: {} ({}) is still running", file.display(), pid.trim());
+        }
+    };
+
+    forget();
     let started = Instant::now();
     let run = w.run(&[
         ("INPUT_IMAGE", &w.image("v2")),
@@ -94,18 +113,9 @@ fn a_hanging_exec_plugin_is_given_up_on() {
     assert_eq!(run.code, Some(4), "{}", run.stderr);
     assert!(run.stderr.contains("exec plugin gave no credentials within 4s"), "{}", run.stderr);
     assert_eq!(run.outputs["status"], "failed");
-    // The plugin and what it started do not outlive the run.
-    for file in ["login-prompt.pid", "login-prompt.grandchild"] {
-        let pid = std::fs::read_to_string(w.dir.path().join(file)).unwrap();
-        let stat = format!("/proc/{}/stat", pid.trim());
-        let gone = || std::fs::read_to_string(&stat).map_or(true, |s| s.contains(") Z "));
-        let waited = Instant::now();
-        while !gone() && waited.elapsed() < Duration::from_secs(5) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        assert!(gone(), "{file} ({}) is still running", pid.trim());
-    }
+    assert_gone("given up on");
 
+    forget();
     let child = w.spawn(&[
         ("INPUT_IMAGE", &w.image("v2")),
         ("INPUT_DEPLOYMENT", "api"),
@@ -118,4 +128,17 @@ fn a_hanging_exec_plugin_is_given_up_on() {
     let run = child.finish(&w);
     assert!(sent.elapsed() < Duration::from_secs(3), "{:?}", sent.elapsed());
     assert_eq!(run.code, Some(143), "{}", run.stderr);
+    assert_gone("SIGTERM");
+
+    // The registry fails while the plugin still runs: a tag that never appears.
+    forget();
+    let run = w.run(&[
+        ("INPUT_IMAGE", &w.image("never-pushed")),
+        ("INPUT_DEPLOYMENT", "api"),
+        ("INPUT_KUBECONFIG", &config),
+        ("INPUT_TIMEOUT", "60s"),
+        ("INPUT_TAG-TIMEOUT", "1s"),
+    ]);
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
+    assert_gone("a registry failure");
 }

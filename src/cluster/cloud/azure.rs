@@ -207,7 +207,8 @@ impl Entra {
                 let (secret, is_assertion) = match assertion {
                     Assertion::Secret(secret) => (secret.clone(), false),
                     Assertion::FederatedFile(path) => {
-                        let token = std::fs::read_to_string(path).map_err(|e| {
+                        // Off the runtime thread: the file may be a pipe that never ends.
+                        let token = tokio::fs::read_to_string(path).await.map_err(|e| {
                             Error::Config(format!(
                                 "AZURE_FEDERATED_TOKEN_FILE ({path}) cannot be read: {e}"
                             ))

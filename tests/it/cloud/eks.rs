@@ -485,6 +485,29 @@ fn aws_ca_bundle() {
 
 /// A token service that accepts and never answers: the login gets the run's `timeout` like
 /// every other request, then exit 4 naming what did not answer (a cloud login error).
+/// A web identity token file that never ends (a pipe no one writes to) is given up on within
+/// the timeout too: the read does not hold the run's only thread.
+#[test]
+fn a_token_file_that_never_ends_is_given_up_on() {
+    let w = World::start(|_| true);
+    let fifo = w.dir.path().join("token-pipe");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let config = w.exec_kubeconfig("aws", &["eks", "get-token", "--cluster-name", "prod"], &[]);
+    let started = std::time::Instant::now();
+    let run = w.run(&[
+        ("INPUT_KUBECONFIG", &config),
+        ("INPUT_TIMEOUT", "3s"),
+        ("AWS_ROLE_ARN", WEB_ROLE),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", fifo.to_str().unwrap()),
+        ("AWS_REGION", "us-west-2"),
+    ]);
+    assert!(started.elapsed() < Duration::from_secs(3 + 5), "{:?}", started.elapsed());
+    assert_eq!(run.code, Some(4), "{}", run.stderr);
+    assert!(run.stderr.contains("no complete answer within 3s"), "{}", run.stderr);
+    assert_eq!(run.outputs["status"], "failed");
+}
+
 #[test]
 fn a_silent_sts_is_given_up_on_within_the_timeout() {
     let w = World::start(|_| true);

@@ -215,7 +215,8 @@ impl Chain {
         let (base, arn) = match &self.source {
             Source::Static(c) => (c.clone(), None),
             Source::WebIdentityFile { role_arn, path } => {
-                let token = std::fs::read_to_string(path).map_err(|e| {
+                // Off the runtime thread: the file may be a pipe that never ends.
+                let token = tokio::fs::read_to_string(path).await.map_err(|e| {
                     Error::Config(format!(
                         "AWS_WEB_IDENTITY_TOKEN_FILE ({path}) cannot be read: {e}"
                     ))

@@ -167,7 +167,8 @@ impl External {
         let (raw, format, service) = match &self.subject {
             Subject::GitHub { oidc, audience } => return oidc.token(&self.http, audience).await,
             Subject::File { path, format } => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
+                // Off the runtime thread: the file may be a pipe that never ends.
+                let text = tokio::fs::read_to_string(path).await.map_err(|e| {
                     Error::Config(format!("the credential_source file {path} cannot be read: {e}"))
                 })?;
                 (SecretString::from(text), format, format!("the credential_source file {path}"))
