@@ -172,6 +172,7 @@ pub async fn connect(
             login = Some(started);
             located_config(&located)?
         }
+        // Not read by `configure` (which always reads it when there is no `cluster` input).
         (None, None) => configured(access).await?,
     };
     if let Some(exec) = config.auth_info.exec.clone()

@@ -137,7 +137,8 @@ struct Prepared {
 /// may see. `None` for a dry run, which ends here.
 async fn prepare(inputs: &Inputs, facts: &mut Facts) -> Result<Option<Prepared>, Error> {
     // What is local first, sending nothing: a configuration mistake should not wait out a
-    // registry's tag-timeout before it is reported, and every secret is masked before the
+    // registry's tag-timeout before it is reported, and every secret known before a request
+    // (a cloud login's tokens come later, each masked as it is minted) is masked before the
     // first line is printed.
     let credentials = registry_credentials(inputs).await?;
     let configured = cluster::configure(&inputs.cluster).await?;
