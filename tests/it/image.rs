@@ -1,6 +1,6 @@
 //! The container image, run the way its users run it. Base images cannot be pulled here, so
-//! the Dockerfile's build stage is replaced by a static binary built by this test (the same
-//! `crt-static` build); its runtime stage is taken from the Dockerfile as written, built with
+//! the Dockerfile's build stage is replaced by the static binary scripts/static-binary builds
+//! (the Dockerfile's flags); its runtime stage is taken from the Dockerfile as written, built with
 //! buildah and run with podman (runc, cgroupfs, host network, vfs storage) against the
 //! simulator and a local registry:
 //! - as the GitHub runner runs a Docker action: `--workdir /github/workspace`, every declared
