@@ -237,9 +237,16 @@ fn detection(w: &World) -> Duration {
     median(samples)
 }
 
+/// The static binary the image ships (`KUBESHIP_STATIC_BINARY`, as scripts/bench sets it):
+/// the scaling figures measure it when it is given, else cargo's build.
+fn shipped_binary() -> Option<std::path::PathBuf> {
+    std::env::var_os("KUBESHIP_STATIC_BINARY").filter(|p| !p.is_empty()).map(Into::into)
+}
+
 /// 1 to 50 targets in one run; each size runs an even number of times so that every target
 /// ends on v1 again.
 fn scaling(w: &World, ticks_per_second: f64) -> Vec<(usize, Duration, Duration, u64)> {
+    let binary = shipped_binary().unwrap_or_else(|| env!("CARGO_BIN_EXE_kubeship").into());
     instant(w);
     let sizes = [1usize, 10, 50];
     let most = sizes[sizes.len() - 1];
@@ -266,11 +273,14 @@ fn scaling(w: &World, ticks_per_second: f64) -> Vec<(usize, Duration, Duration, 
         for _ in 0..2 {
             tag = if tag == "v1" { "v2" } else { "v1" };
             costs.push(measured(
-                &mut w.command(&[
-                    ("INPUT_IMAGE", &w.image(tag)),
-                    ("INPUT_DEPLOYMENT", &targets.join(",")),
-                    ("INPUT_TIMEOUT", "10m"),
-                ]),
+                &mut w.command_of(
+                    &binary,
+                    &[
+                        ("INPUT_IMAGE", &w.image(tag)),
+                        ("INPUT_DEPLOYMENT", &targets.join(",")),
+                        ("INPUT_TIMEOUT", "10m"),
+                    ],
+                ),
                 ticks_per_second,
             ));
         }
@@ -335,6 +345,12 @@ fn main() {
         });
         row(&format!("{n} targets: wall time"), &|f| ms(f.scaling[i].1));
     }
+    let measured = if shipped_binary().is_some() {
+        "the static binary the image ships"
+    } else {
+        "cargo's build (set KUBESHIP_STATIC_BINARY for the image's; scripts/bench does)"
+    };
+    table.push_str(&format!("\nCPU time and memory by target count: {measured}.\n"));
     print!("{table}");
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../bench");
     std::fs::create_dir_all(&out).unwrap();

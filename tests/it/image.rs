@@ -202,18 +202,25 @@ fn image_is_small_static_and_shell_free() {
 }
 
 /// The tests (and the resolution benchmark) measure the binary the image ships: the Dockerfile
-/// and scripts/static-binary build with the same flags. The binary is a static position-
-/// independent executable (ASLR kept) whose relocations are packed (RELR).
+/// and scripts/static-binary build for the same musl target, with the same C compiler and
+/// flags. The binary is a static position-independent executable (ASLR kept) whose
+/// relocations are packed (RELR).
 #[test]
 fn the_tests_build_the_binary_the_image_ships() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let flags = |file: &str| -> String {
+    // The text between `start` and the next `end` in `file`.
+    let between = |file: &str, start: &str, end: char| -> String {
         let text = std::fs::read_to_string(root.join(file)).unwrap();
-        let start = text.find("RUSTFLAGS='").unwrap_or_else(|| panic!("no RUSTFLAGS in {file}"));
-        let rest = &text[start + "RUSTFLAGS='".len()..];
-        rest[..rest.find('\'').unwrap()].to_owned()
+        let at = text.find(start).unwrap_or_else(|| panic!("no {start} in {file}"));
+        let rest = &text[at + start.len()..];
+        rest[..rest.find(end).unwrap()].to_owned()
     };
-    assert_eq!(flags("Dockerfile"), flags("scripts/static-binary"));
+    for (start, end) in [("target=", '\n'), ("env \"CC_", '"'), ("RUSTFLAGS='", '\'')] {
+        let (image, script) =
+            (between("Dockerfile", start, end), between("scripts/static-binary", start, end));
+        assert_eq!(image.trim_end_matches([' ', '\\']), script.trim_end_matches([' ', '\\']));
+    }
+    assert!(between("Dockerfile", "target=", '\n').contains("-unknown-linux-musl"));
     // readelf comes with the linker cargo uses.
     let readelf = Command::new("readelf")
         .args(["--file-header", "--program-headers", "--dynamic", "--wide"])
@@ -357,4 +364,117 @@ fn runs_in_cluster_with_a_service_account() {
     assert_eq!(w.container_image("api"), w.pinned(&w.v2));
     let patch = w.patches().pop().unwrap();
     assert_eq!(patch.path, "/apis/apps/v1/namespaces/prod/deployments/api");
+}
+
+/// Names resolve in the image as they do in a pod: musl's resolver reads the `resolv.conf`
+/// podman writes (a nameserver, a search list, `ndots:5` as the kubelet sets them), tries the
+/// search list for a short name and connects to the address the nameserver gave. The
+/// nameserver is the test's own, on 127.0.0.1:53.
+#[test]
+fn registry_names_resolve_through_the_search_list() {
+    let w = World::kubesim();
+    let port = w.registry.host.rsplit(':').next().unwrap().to_owned();
+    let dns = Nameserver::start("registry.ci.internal");
+    let image = format!("registry:{port}/acme/api");
+    let output = run(&[
+        "--dns".into(),
+        "127.0.0.1".into(),
+        "--dns-search".into(),
+        "ci.internal".into(),
+        "--dns-option".into(),
+        "ndots:5".into(),
+        "-v".into(),
+        format!("{}:/kubeconfig:ro", w.dir.path().join("kubeconfig").display()),
+        "-e".into(),
+        "KUBECONFIG=/kubeconfig".into(),
+        "-e".into(),
+        format!("KUBESHIP_IMAGE={image}:v2"),
+        "-e".into(),
+        "KUBESHIP_DEPLOYMENT=api".into(),
+        "-e".into(),
+        "KUBESHIP_CONTAINER=app".into(),
+        "-e".into(),
+        "KUBESHIP_INSECURE_REGISTRY=true".into(),
+    ]);
+    check(&output, "a registry named through the search list");
+    assert_eq!(w.container_image("api"), format!("{image}@{}", w.v2));
+    let asked = dns.asked();
+    assert!(
+        asked.iter().any(|(name, kind)| name == "registry.ci.internal" && *kind == 1),
+        "{asked:?}"
+    );
+}
+
+/// A nameserver on 127.0.0.1:53 (UDP) that knows one name, at 127.0.0.1, and records every
+/// question it is asked as (name, type).
+struct Nameserver {
+    asked: std::sync::Arc<std::sync::Mutex<Vec<(String, u16)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Nameserver {
+    fn start(known: &str) -> Self {
+        use std::sync::atomic::Ordering;
+        let socket = std::net::UdpSocket::bind("127.0.0.1:53")
+            .expect("the image tests run as root and 127.0.0.1:53 is free");
+        socket.set_read_timeout(Some(std::time::Duration::from_millis(50))).unwrap();
+        let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (log, done, known) = (asked.clone(), stop.clone(), known.to_owned());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while !done.load(Ordering::Relaxed) {
+                let Ok((n, peer)) = socket.recv_from(&mut buf) else { continue };
+                if let Some((answer, question)) = dns_answer(&buf[..n], &known) {
+                    log.lock().unwrap().push(question);
+                    let _ = socket.send_to(&answer, peer);
+                }
+            }
+        });
+        Self { asked, stop }
+    }
+
+    fn asked(&self) -> Vec<(String, u16)> {
+        self.asked.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Nameserver {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The answer to one DNS query (RFC 1035 §4.1) and its question: `known` has the A record
+/// 127.0.0.1 and no other; any other name does not exist. None for what is not a query.
+fn dns_answer(query: &[u8], known: &str) -> Option<(Vec<u8>, (String, u16))> {
+    if query.len() < 12 || query[2] & 0x80 != 0 || query[4..6] != [0, 1] {
+        return None;
+    }
+    let mut at = 12;
+    let mut labels = Vec::new();
+    loop {
+        let len = usize::from(*query.get(at)?);
+        at += 1;
+        if len == 0 {
+            break;
+        }
+        labels.push(String::from_utf8_lossy(query.get(at..at + len)?).to_ascii_lowercase());
+        at += len;
+    }
+    let kind = u16::from_be_bytes([*query.get(at)?, *query.get(at + 1)?]);
+    let question_end = at + 4;
+    let name = labels.join(".");
+    let found = name == known;
+    let answers = u8::from(found && kind == 1);
+    // QR and the client's RD; RA; NXDOMAIN (3) for an unknown name.
+    let mut reply =
+        vec![query[0], query[1], 0x80 | (query[2] & 0x01), 0x80 | if found { 0 } else { 3 }];
+    reply.extend([0, 1, 0, answers, 0, 0, 0, 0]);
+    reply.extend_from_slice(query.get(12..question_end)?);
+    if answers == 1 {
+        // A pointer to the question's name, A, IN, a TTL of 5 s, four bytes of address.
+        reply.extend([0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 5, 0, 4, 127, 0, 0, 1]);
+    }
+    Some((reply, (name, kind)))
 }

@@ -6,6 +6,7 @@
 //! [`World::sim`], and tests that need it are kubesim's alone.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -338,7 +339,12 @@ impl World {
     /// The kubeship binary with exactly these variables (and the world's kubeconfig, output
     /// file and plain-HTTP registry).
     pub fn command(&self, vars: &[(&str, &str)]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kubeship"));
+        self.command_of(Path::new(env!("CARGO_BIN_EXE_kubeship")), vars)
+    }
+
+    /// [`World::command`] with another build of kubeship (the benchmarks' static binary).
+    pub fn command_of(&self, program: &Path, vars: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(program);
         command
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
