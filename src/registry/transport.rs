@@ -2,7 +2,8 @@
 //! bounded: connect within 10 s, each answer (body included) within 30 s or the time left,
 //! bodies read up to a cap. Failures are sorted here: a certificate problem, a registry that
 //! speaks plain HTTP where HTTPS was expected (or the reverse), and a host that does not
-//! resolve are final; the rest are worth another attempt.
+//! exist are final; the rest, a name server that failed to answer among them, are worth
+//! another attempt.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -176,8 +177,14 @@ impl Registry {
         }
         let reason = text::clean(&crate::error::render_chain(&error), 2 * text::QUOTED);
         // A name that does not resolve is a typo far more often than a DNS outage, and no
-        // amount of waiting fixes a typo.
+        // amount of waiting fixes a typo. A name server that failed to answer is an outage.
         if reason.contains("dns error") {
+            if temporary_dns_failure(&reason) {
+                return Failure::Retry {
+                    reason: format!("the name server could not answer for the host ({reason})"),
+                    after: None,
+                };
+            }
             return Failure::Fatal(Error::UnknownHost { registry, detail: reason });
         }
         if error.is_timeout() {
@@ -254,9 +261,31 @@ fn causes<'a>(
     })
 }
 
+/// Whether a resolver error is getaddrinfo's `EAI_AGAIN` (the name server failed or did not
+/// answer), by its text: glibc's and musl's `gai_strerror`.
+fn temporary_dns_failure(reason: &str) -> bool {
+    reason.contains("Temporary failure in name resolution") || reason.contains("Try again")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An outage of the name server is retried; a name that does not exist is final.
+    #[test]
+    fn temporary_dns_failures() {
+        let gai = |detail: &str| {
+            format!(
+                "error sending request for url (http://reg:5000/v2/): client error (Connect): dns \
+                 error: failed to lookup address information: {detail}"
+            )
+        };
+        assert!(temporary_dns_failure(&gai("Temporary failure in name resolution")));
+        assert!(temporary_dns_failure(&gai("Try again")));
+        assert!(!temporary_dns_failure(&gai("Name or service not known")));
+        assert!(!temporary_dns_failure(&gai("Name does not resolve")));
+        assert!(!temporary_dns_failure(&gai("No address associated with hostname")));
+    }
 
     /// Each answer gets 30 s, or what is left, but never less than the floor.
     #[test]

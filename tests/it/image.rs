@@ -379,7 +379,10 @@ fn registry_names_resolve_as_glibc_resolves_them() {
         ("reg.corp", vec!["ci.internal".into()], None, "reg.corp.ci.internal"),
         ("registry", long, Some("ndots:5"), "registry.ci.internal"),
     ];
-    let dns = Nameserver::start(&["registry.ci.internal", "reg.corp.ci.internal"]);
+    let dns = Nameserver::start(
+        &["registry.ci.internal", "reg.corp.ci.internal", "flaky.ci.internal"],
+        ("flaky.ci.internal", 4),
+    );
     for (name, search, option, fqdn) in cases {
         let image = format!("{name}:{port}/acme/api");
         let mut args: Vec<String> = vec!["--dns".into(), "127.0.0.1".into()];
@@ -408,17 +411,46 @@ fn registry_names_resolve_as_glibc_resolves_them() {
         let asked = dns.asked();
         assert!(asked.iter().any(|(n, kind)| n == fqdn && *kind == 1), "{fqdn}: {asked:?}");
     }
+    // A name server that fails to answer is an outage, asked again within tag-timeout; the
+    // run says so, and goes on once it answers.
+    let image = format!("flaky.ci.internal:{port}/acme/api");
+    let output = run(&[
+        "--dns".into(),
+        "127.0.0.1".into(),
+        "--dns-option".into(),
+        "attempts:1".into(),
+        "-v".into(),
+        format!("{}:/kubeconfig:ro", w.dir.path().join("kubeconfig").display()),
+        "-e".into(),
+        "KUBECONFIG=/kubeconfig".into(),
+        "-e".into(),
+        format!("KUBESHIP_IMAGE={image}:v1"),
+        "-e".into(),
+        "KUBESHIP_DEPLOYMENT=api".into(),
+        "-e".into(),
+        "KUBESHIP_CONTAINER=app".into(),
+        "-e".into(),
+        "KUBESHIP_INSECURE_REGISTRY=true".into(),
+    ]);
+    check(&output, "a name server that fails, then answers");
+    assert!(
+        text(&output.stderr).contains("the name server could not answer"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert_eq!(w.container_image("api"), format!("{image}@{}", w.v1));
 }
 
 /// A nameserver on 127.0.0.1:53 (UDP) that knows some names, all at 127.0.0.1, and records
-/// every question it is asked as (name, type).
+/// every question it is asked as (name, type). The first `failures` questions about the
+/// `flaky` name get SERVFAIL, as from a name server in trouble.
 struct Nameserver {
     asked: std::sync::Arc<std::sync::Mutex<Vec<(String, u16)>>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Nameserver {
-    fn start(known: &[&str]) -> Self {
+    fn start(known: &[&str], (flaky, mut failures): (&str, usize)) -> Self {
         use std::sync::atomic::Ordering;
         let socket = std::net::UdpSocket::bind("127.0.0.1:53")
             .expect("the image tests run as root and 127.0.0.1:53 is free");
@@ -426,12 +458,22 @@ impl Nameserver {
         let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let known: Vec<String> = known.iter().map(|name| (*name).to_owned()).collect();
+        let flaky = flaky.to_owned();
         let (log, done) = (asked.clone(), stop.clone());
         std::thread::spawn(move || {
             let mut buf = [0u8; 512];
             while !done.load(Ordering::Relaxed) {
                 let Ok((n, peer)) = socket.recv_from(&mut buf) else { continue };
-                if let Some((answer, question)) = dns_answer(&buf[..n], &known) {
+                if let Some((mut answer, question)) = dns_answer(&buf[..n], &known) {
+                    if question.0 == flaky && failures > 0 {
+                        failures -= 1;
+                        // SERVFAIL, without the A record after the question.
+                        if answer[7] == 1 {
+                            answer.truncate(answer.len() - 16);
+                        }
+                        answer[3] = 0x82;
+                        answer[7] = 0;
+                    }
                     log.lock().unwrap().push(question);
                     let _ = socket.send_to(&answer, peer);
                 }
