@@ -50,7 +50,9 @@ struct Cost {
 /// Runs a kubeship process to success and measures it. Every millisecond until the process
 /// has exited (a zombie has neither), its VmHWM and its threads' run time from schedstat
 /// (nanoseconds; the kernel's user and system times count 10 ms ticks, too coarse for runs
-/// of a few ticks). The CPU time misses at most the last millisecond before the exit.
+/// of a few ticks). The CPU time misses the last millisecond before the exit, and the time of
+/// any thread that ended before the last reading: kubeship works on its main thread, and only
+/// exec plugins and name lookups get others.
 fn measured(command: &mut Command) -> Cost {
     let started = Instant::now();
     let mut child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
