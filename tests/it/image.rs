@@ -374,70 +374,53 @@ fn registry_names_resolve_as_glibc_resolves_them() {
         .chain(["ci.internal".to_owned()])
         .collect();
     assert!(format!("search {}", long.join(" ")).len() > 255);
-    let cases: [(&str, Vec<String>, Option<&str>, &str); 3] = [
-        ("registry", vec!["ci.internal".into()], Some("ndots:5"), "registry.ci.internal"),
-        ("reg.corp", vec!["ci.internal".into()], None, "reg.corp.ci.internal"),
-        ("registry", long, Some("ndots:5"), "registry.ci.internal"),
+    let cases: [(&str, Vec<String>, &[&str], &str); 3] = [
+        ("registry", vec!["ci.internal".into()], &["ndots:5"], "registry.ci.internal"),
+        ("reg.corp", vec!["ci.internal".into()], &[], "reg.corp.ci.internal"),
+        ("registry", long, &["ndots:5"], "registry.ci.internal"),
     ];
     let dns = Nameserver::start(
         &["registry.ci.internal", "reg.corp.ci.internal", "flaky.ci.internal"],
         ("flaky.ci.internal", 4),
     );
-    for (name, search, option, fqdn) in cases {
+    // The image pinned by a run of `tag` from registry host `name`, with these resolver settings.
+    let deploy = |name: &str, tag: &str, search: &[String], options: &[&str]| {
         let image = format!("{name}:{port}/acme/api");
         let mut args: Vec<String> = vec!["--dns".into(), "127.0.0.1".into()];
-        for domain in &search {
+        for domain in search {
             args.extend(["--dns-search".into(), domain.clone()]);
         }
-        if let Some(option) = option {
-            args.extend(["--dns-option".into(), option.into()]);
+        for option in options {
+            args.extend(["--dns-option".into(), (*option).to_owned()]);
         }
+        args.extend([
+            "-v".into(),
+            format!("{}:/kubeconfig:ro", w.dir.path().join("kubeconfig").display()),
+        ]);
         for variable in [
             "KUBECONFIG=/kubeconfig".to_owned(),
-            format!("KUBESHIP_IMAGE={image}:v2"),
+            format!("KUBESHIP_IMAGE={image}:{tag}"),
             "KUBESHIP_DEPLOYMENT=api".into(),
             "KUBESHIP_CONTAINER=app".into(),
             "KUBESHIP_INSECURE_REGISTRY=true".into(),
         ] {
             args.extend(["-e".into(), variable]);
         }
-        args.extend([
-            "-v".into(),
-            format!("{}:/kubeconfig:ro", w.dir.path().join("kubeconfig").display()),
-        ]);
         let output = run(&args);
-        check(&output, &format!("{name} through the search list {search:?}"));
+        check(&output, &format!("{name} with search {search:?} and options {options:?}"));
+        (image, output)
+    };
+    for (name, search, options, fqdn) in cases {
+        let (image, _) = deploy(name, "v2", &search, options);
         assert_eq!(w.container_image("api"), format!("{image}@{}", w.v2));
         let asked = dns.asked();
         assert!(asked.iter().any(|(n, kind)| n == fqdn && *kind == 1), "{fqdn}: {asked:?}");
     }
     // A name server that fails to answer is an outage, asked again within tag-timeout; the
     // run says so, and goes on once it answers.
-    let image = format!("flaky.ci.internal:{port}/acme/api");
-    let output = run(&[
-        "--dns".into(),
-        "127.0.0.1".into(),
-        "--dns-option".into(),
-        "attempts:1".into(),
-        "-v".into(),
-        format!("{}:/kubeconfig:ro", w.dir.path().join("kubeconfig").display()),
-        "-e".into(),
-        "KUBECONFIG=/kubeconfig".into(),
-        "-e".into(),
-        format!("KUBESHIP_IMAGE={image}:v1"),
-        "-e".into(),
-        "KUBESHIP_DEPLOYMENT=api".into(),
-        "-e".into(),
-        "KUBESHIP_CONTAINER=app".into(),
-        "-e".into(),
-        "KUBESHIP_INSECURE_REGISTRY=true".into(),
-    ]);
-    check(&output, "a name server that fails, then answers");
-    assert!(
-        text(&output.stderr).contains("the name server could not answer"),
-        "{}",
-        text(&output.stderr)
-    );
+    let (image, output) = deploy("flaky.ci.internal", "v1", &[], &["attempts:1"]);
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("the name server could not answer"), "{stderr}");
     assert_eq!(w.container_image("api"), format!("{image}@{}", w.v1));
 }
 
