@@ -7,11 +7,18 @@
 FROM docker.io/library/rust:1.95-bookworm@sha256:6258907abe69656e41cd992e0b705cdcfabcbbe3db374f92ed2d47121282d4a1 AS build
 WORKDIR /src
 COPY . .
-# crt-static links glibc statically; the explicit --target keeps proc macros dynamic.
-# pack-relative-relocs (RELR, glibc 2.36 and binutils 2.38 on): the start-up relocation of the
-# position-independent binary reads 7 KB instead of 580 KB; ASLR stays.
-RUN target="$(uname -m)-unknown-linux-gnu" \
-    && RUSTFLAGS='-C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs' \
+# musl, statically linked: a process starts in about half the time glibc's static start-up
+# takes (its CPU-feature and cache probing traps to the hypervisor in a VM), and the binary is
+# smaller. Names are resolved in process (src/dns.rs), not by musl's getaddrinfo, whose search
+# rules differ from glibc's. musl-gcc builds ring's C code. The explicit --target keeps proc macros on the host.
+# pack-relative-relocs (RELR): the start-up relocation of the position-independent binary
+# reads 7 KB instead of 580 KB; ASLR stays.
+RUN apt-get update -qq \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends musl-tools \
+    && rm -rf /var/lib/apt/lists/*
+RUN target="$(uname -m)-unknown-linux-musl" \
+    && rustup target add "$target" \
+    && env "CC_$target=musl-gcc" RUSTFLAGS='-C link-arg=-Wl,-z,pack-relative-relocs' \
        cargo build --release --locked --target "$target" --bin kubeship \
     && cp "target/$target/release/kubeship" /kubeship \
     && /kubeship --version

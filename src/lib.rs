@@ -16,6 +16,7 @@
 //! 3 registry error, 4 Kubernetes API error, 130/143 interrupted.
 
 pub mod cluster;
+pub mod dns;
 pub mod error;
 pub mod inputs;
 pub mod log;

@@ -262,7 +262,7 @@ fn kind_of(error: &kube::client::AuthError) -> String {
 /// A failure below HTTP: TLS, connection, timeout.
 fn transport_failure(verb: &str, what: &str, error: &kube::Error) -> String {
     let chain = crate::error::render_chain(error);
-    if let Some(tls) = rustls_error(error) {
+    if let Some(tls) = cause::<rustls::Error>(error) {
         let hint = match tls {
             rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
                 "the API server's certificate is not signed by the CA the kubeconfig gives \
@@ -284,10 +284,14 @@ fn transport_failure(verb: &str, what: &str, error: &kube::Error) -> String {
         };
         return format!("TLS with the API server failed for {verb} {what} ({tls}): {hint}");
     }
+    let lookup = cause::<crate::dns::LookupError>(error);
     let hint = if chain.contains("Connection refused") {
         "nothing listens at the kubeconfig's server address: check the address and that the \
          cluster is up"
-    } else if chain.contains("dns error") || chain.contains("failed to lookup") {
+    } else if lookup.is_some_and(crate::dns::LookupError::is_temporary) {
+        "the name server did not answer for the API server's host: check the runner's DNS, \
+         then run again"
+    } else if lookup.is_some() {
         "the kubeconfig's server host name does not resolve: check it"
     } else if chain.contains("timed out") || chain.contains("deadline has elapsed") {
         "the API server did not answer in time: check that it is reachable from this runner"
@@ -300,12 +304,13 @@ fn transport_failure(verb: &str, what: &str, error: &kube::Error) -> String {
     )
 }
 
-/// The rustls error under a kube error, if the TLS handshake failed.
-fn rustls_error(error: &kube::Error) -> Option<&rustls::Error> {
+/// The error of type `T` under a kube error: the rustls error when the TLS handshake failed,
+/// the resolver's when the host has no address.
+fn cause<T: std::error::Error + 'static>(error: &kube::Error) -> Option<&T> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(current) = source {
-        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
-            return Some(tls);
+        if let Some(found) = current.downcast_ref::<T>() {
+            return Some(found);
         }
         // io::Error::source() skips the error it wraps; step into it explicitly.
         source = match current.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {

@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod api;
+pub mod client;
 pub mod cloud;
 pub mod kubeconfig;
 
@@ -311,11 +312,10 @@ async fn finish(
     // answer) is given up on in time, and a signal still ends the run.
     let builder = if config.auth_info.exec.is_none() {
         // Nothing to wait for: no thread for it.
-        Ok(Ok(kube::client::ClientBuilder::try_from(config)))
+        Ok(Ok(client::builder(config)))
     } else {
         PLUGIN_STARTED.store(true, std::sync::atomic::Ordering::Relaxed);
-        let built =
-            tokio::task::spawn_blocking(move || kube::client::ClientBuilder::try_from(config));
+        let built = tokio::task::spawn_blocking(move || client::builder(config));
         tokio::time::timeout(limit, built).await
     };
     let builder = match builder {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use super::error::Error;
 use super::text;
 use super::{Failure, Registry};
+use crate::dns;
 
 /// Longest wait for a TCP connection (and TLS handshake).
 pub const CONNECT: Duration = Duration::from_secs(10);
@@ -48,6 +49,7 @@ pub fn clients(extra_ca: &[Vec<u8>]) -> Result<Clients, String> {
         reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .tls_backend_preconfigured(tls.clone())
+            .dns_resolver(std::sync::Arc::new(crate::dns::Resolver))
             .connect_timeout(CONNECT)
             .timeout(ANSWER)
             .redirect(policy)
@@ -178,12 +180,9 @@ impl Registry {
         let reason = text::clean(&crate::error::render_chain(&error), 2 * text::QUOTED);
         // A name that does not resolve is a typo far more often than a DNS outage, and no
         // amount of waiting fixes a typo. A name server that failed to answer is an outage.
-        if reason.contains("dns error") {
-            if temporary_dns_failure(&reason) {
-                return Failure::Retry {
-                    reason: format!("the name server could not answer for the host ({reason})"),
-                    after: None,
-                };
+        if let Some(lookup) = causes(&error).find_map(|e| e.downcast_ref::<dns::LookupError>()) {
+            if lookup.is_temporary() {
+                return Failure::Retry { reason: lookup.to_string(), after: None };
             }
             return Failure::Fatal(Error::UnknownHost { registry, detail: reason });
         }
@@ -261,31 +260,9 @@ fn causes<'a>(
     })
 }
 
-/// Whether a resolver error is getaddrinfo's `EAI_AGAIN` (the name server failed or did not
-/// answer), by its text: glibc's and musl's `gai_strerror`.
-fn temporary_dns_failure(reason: &str) -> bool {
-    reason.contains("Temporary failure in name resolution") || reason.contains("Try again")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// An outage of the name server is retried; a name that does not exist is final.
-    #[test]
-    fn temporary_dns_failures() {
-        let gai = |detail: &str| {
-            format!(
-                "error sending request for url (http://reg:5000/v2/): client error (Connect): dns \
-                 error: failed to lookup address information: {detail}"
-            )
-        };
-        assert!(temporary_dns_failure(&gai("Temporary failure in name resolution")));
-        assert!(temporary_dns_failure(&gai("Try again")));
-        assert!(!temporary_dns_failure(&gai("Name or service not known")));
-        assert!(!temporary_dns_failure(&gai("Name does not resolve")));
-        assert!(!temporary_dns_failure(&gai("No address associated with hostname")));
-    }
 
     /// Each answer gets 30 s, or what is left, but never less than the floor.
     #[test]

@@ -363,8 +363,9 @@ fn runs_in_cluster_with_a_service_account() {
 /// from the `resolv.conf` podman writes, a short name through the search list with `ndots:5`
 /// (as the kubelet writes it for pods), a dotted name below `ndots` absolute first and then
 /// through the search list (`docker run`'s default `ndots:1`), and a search line longer than
-/// 255 characters (a pod's namespace domains plus the node's). musl's resolver fails the last
-/// two. The nameserver is the test's own, on 127.0.0.1:53.
+/// 255 characters (a pod's namespace domains plus the node's), and past a search domain whose
+/// name server fails. musl's `getaddrinfo` fails the last three; kubeship resolves in process
+/// (src/dns.rs). The nameserver is the test's own, on 127.0.0.1:53.
 #[test]
 fn registry_names_resolve_as_glibc_resolves_them() {
     let w = World::kubesim();
@@ -374,10 +375,16 @@ fn registry_names_resolve_as_glibc_resolves_them() {
         .chain(["ci.internal".to_owned()])
         .collect();
     assert!(format!("search {}", long.join(" ")).len() > 255);
-    let cases: [(&str, Vec<String>, &[&str], &str); 3] = [
+    let cases: [(&str, Vec<String>, &[&str], &str); 4] = [
         ("registry", vec!["ci.internal".into()], &["ndots:5"], "registry.ci.internal"),
         ("reg.corp", vec!["ci.internal".into()], &[], "reg.corp.ci.internal"),
         ("registry", long, &["ndots:5"], "registry.ci.internal"),
+        (
+            "registry",
+            vec!["broken.internal".into(), "ci.internal".into()],
+            &["ndots:5", "attempts:1"],
+            "registry.ci.internal",
+        ),
     ];
     let dns = Nameserver::start(
         &["registry.ci.internal", "reg.corp.ci.internal", "flaky.ci.internal"],
@@ -416,6 +423,9 @@ fn registry_names_resolve_as_glibc_resolves_them() {
         let asked = dns.asked();
         assert!(asked.iter().any(|(n, kind)| n == fqdn && *kind == 1), "{fqdn}: {asked:?}");
     }
+    // The last case asked the failing search domain first, and went on.
+    let asked = dns.asked();
+    assert!(asked.iter().any(|(n, _)| n == "registry.broken.internal"), "{asked:?}");
     // A name server that fails to answer is an outage, asked again within tag-timeout; the
     // run says so, and goes on once it answers.
     let (image, output) = deploy("flaky.ci.internal", "v1", &[], &["attempts:1"]);
@@ -426,7 +436,8 @@ fn registry_names_resolve_as_glibc_resolves_them() {
 
 /// A nameserver on 127.0.0.1:53 (UDP) that knows some names, all at 127.0.0.1, and records
 /// every question it is asked as (name, type). The first `failures` questions about the
-/// `flaky` name get SERVFAIL, as from a name server in trouble.
+/// `flaky` name get SERVFAIL, as from a name server in trouble, and so do all questions about
+/// names under `broken.internal`.
 struct Nameserver {
     asked: std::sync::Arc<std::sync::Mutex<Vec<(String, u16)>>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -448,8 +459,9 @@ impl Nameserver {
             while !done.load(Ordering::Relaxed) {
                 let Ok((n, peer)) = socket.recv_from(&mut buf) else { continue };
                 if let Some((mut answer, question)) = dns_answer(&buf[..n], &known) {
-                    if question.0 == flaky && failures > 0 {
-                        failures -= 1;
+                    let flaky_now = question.0 == flaky && failures > 0;
+                    if flaky_now || question.0.ends_with(".broken.internal") {
+                        failures -= usize::from(flaky_now);
                         // SERVFAIL, without the A record after the question.
                         if answer[7] == 1 {
                             answer.truncate(answer.len() - 16);

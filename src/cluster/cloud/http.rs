@@ -52,6 +52,7 @@ impl Http {
         let client = reqwest::Client::builder()
             .user_agent(concat!("kubeship/", env!("CARGO_PKG_VERSION")))
             .tls_backend_preconfigured(tls)
+            .dns_resolver(std::sync::Arc::new(crate::dns::Resolver))
             .connect_timeout(CONNECT)
             .timeout(ANSWER)
             .redirect(reqwest::redirect::Policy::none())
