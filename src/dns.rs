@@ -8,12 +8,16 @@
 //! at the first search domain whose server fails. The settings are read once, when a name
 //! first needs resolving; an IP address never gets here.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::OnceLock;
+use std::time::Duration;
 
-use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::op::{Query, ResponseCode};
+use hickory_resolver::proto::rr::{Name, RecordType};
+use hickory_resolver::system_conf::parse_resolv_conf;
+use hickory_resolver::{Hosts, TokioResolver};
 
 /// Why a host has no address.
 #[derive(Debug, thiserror::Error)]
@@ -38,56 +42,186 @@ impl LookupError {
 pub struct Resolver;
 
 impl Resolver {
-    /// The addresses of `host`, in the resolver's order, with `port`.
+    /// The addresses of `host`, with `port`: from `/etc/hosts` first, then from DNS for each
+    /// name of the search list in glibc's order, the first that has addresses.
     ///
     /// # Errors
-    /// [`LookupError`] when the host has no address.
+    /// [`LookupError`]: `Unanswered` when some name went unanswered and none had addresses
+    /// (glibc's `EAI_AGAIN`), `NotFound` when every name was answered without addresses.
     pub async fn lookup(self, host: &str, port: u16) -> Result<Vec<SocketAddr>, LookupError> {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = host.parse() {
             return Ok(vec![SocketAddr::new(ip, port)]);
         }
-        let resolver = shared().map_err(|reason| LookupError::Unanswered {
-            host: host.to_owned(),
-            detail: reason.to_owned(),
-        })?;
-        let found = resolver.lookup_ip(host).await.map_err(|e| classify(host, &e))?;
-        let addrs: Vec<SocketAddr> = found.iter().map(|ip| SocketAddr::new(ip, port)).collect();
-        if addrs.is_empty() {
-            return Err(LookupError::NotFound {
-                host: host.to_owned(),
-                detail: "no address records".to_owned(),
-            });
+        let system = shared();
+        let Ok(name) = Name::from_str_relaxed(host) else {
+            let detail = "not a valid host name".to_owned();
+            return Err(LookupError::NotFound { host: host.to_owned(), detail });
+        };
+        let with_port = |ips: Vec<IpAddr>| ips.into_iter().map(|ip| SocketAddr::new(ip, port));
+        // /etc/hosts answers for the name as given before any name server is asked, as
+        // glibc's "files" source does: a pod's hostAliases or `--add-host` win over DNS.
+        let pinned = system.pinned_in_hosts(&name);
+        if !pinned.is_empty() {
+            return Ok(with_port(pinned).collect());
         }
-        Ok(addrs)
+        let asked = tokio::time::timeout(WITHIN, system.ask(host, &name));
+        let found = asked.await.unwrap_or_else(|_| {
+            Err(LookupError::Unanswered {
+                host: host.to_owned(),
+                detail: format!("no reply within {}s", WITHIN.as_secs()),
+            })
+        })?;
+        Ok(with_port(found).collect())
     }
 }
 
-/// The one resolver, built on first use from the system's settings; the reason when it
-/// cannot be built.
-fn shared() -> Result<&'static TokioResolver, &'static str> {
-    static SHARED: OnceLock<Result<TokioResolver, String>> = OnceLock::new();
-    let built = SHARED.get_or_init(|| {
-        let builder = TokioResolver::builder_tokio().unwrap_or_else(|_| {
-            // No resolv.conf, or no nameserver in it: glibc then asks a server on this host.
-            let local = NameServerConfig::udp_and_tcp(std::net::Ipv4Addr::LOCALHOST.into());
-            let config = ResolverConfig::from_parts(None, Vec::new(), vec![local]);
-            TokioResolver::builder_with_config(config, Default::default())
-                .with_options(ResolverOpts::default())
-        });
-        builder.build().map_err(|e| format!("the resolver settings cannot be used: {e}"))
-    });
-    built.as_ref().map_err(String::as_str)
+/// How long a lookup may take: less than the connections' 10 s connect timeout, so that a
+/// silent name server is named as the cause rather than the server kubeship was connecting to.
+const WITHIN: Duration = Duration::from_secs(8);
+
+/// The system's settings and the resolver built from them.
+struct System {
+    resolver: TokioResolver,
+    hosts: Hosts,
+    /// The search list: resolv.conf's `search` (or `domain`) line.
+    search: Vec<Name>,
+    ndots: usize,
 }
 
-/// Which [`LookupError`] an answer from the resolver is.
-fn classify(host: &str, error: &NetError) -> LookupError {
-    let detail = crate::untrusted::short(&error.to_string(), 200);
-    match error {
-        NetError::Dns(DnsError::NoRecordsFound(_)) => {
-            LookupError::NotFound { host: host.to_owned(), detail }
+impl System {
+    /// The addresses of the first name of the search list that has some.
+    async fn ask(&self, host: &str, name: &Name) -> Result<Vec<IpAddr>, LookupError> {
+        let not_found = |detail: &str| LookupError::NotFound {
+            host: host.to_owned(),
+            detail: detail.to_owned(),
+        };
+        let (mut unanswered, mut last) = (None, None);
+        for candidate in self.candidates(name) {
+            match self.resolver.lookup_ip(candidate).await {
+                Ok(found) if found.iter().next().is_some() => return Ok(found.iter().collect()),
+                Ok(_) => last = Some(not_found("no address records")),
+                Err(error) => {
+                    let error = classify(host, &error);
+                    if error.is_temporary() {
+                        unanswered.get_or_insert(error);
+                    } else {
+                        last = Some(error);
+                    }
+                }
+            }
         }
-        _ => LookupError::Unanswered { host: host.to_owned(), detail },
+        Err(unanswered.or(last).unwrap_or_else(|| not_found("no name to ask for")))
+    }
+
+    /// The addresses /etc/hosts gives the name.
+    fn pinned_in_hosts(&self, name: &Name) -> Vec<IpAddr> {
+        [RecordType::A, RecordType::AAAA]
+            .into_iter()
+            .filter_map(|kind| self.hosts.lookup_static_host(&Query::query(name.clone(), kind)))
+            .flat_map(|found| {
+                found.answers().iter().filter_map(|r| r.data.ip_addr()).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// The names to ask for, in glibc's order (`res_search`): a name ending in a dot as it is;
+    /// a name with at least `ndots` dots as it is first, then with each search domain; a
+    /// shorter one with each search domain first, then as it is.
+    fn candidates(&self, name: &Name) -> Vec<Name> {
+        let mut absolute = name.clone();
+        absolute.set_fqdn(true);
+        if name.is_fqdn() {
+            return vec![absolute];
+        }
+        let searched =
+            self.search.iter().filter_map(|domain| name.clone().append_domain(domain).ok());
+        let dots = usize::from(name.num_labels()).saturating_sub(1);
+        if dots >= self.ndots {
+            std::iter::once(absolute).chain(searched).collect()
+        } else {
+            searched.chain(std::iter::once(absolute)).collect()
+        }
+    }
+}
+
+/// The one resolver, built on first use from the system's settings. Its name-server
+/// connections live on the runtime of the first lookup: kubeship runs one.
+fn shared() -> &'static System {
+    static SHARED: OnceLock<System> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let (config, mut options) = settings(&text);
+        let search = if config.search().is_empty() {
+            config.domain().cloned().into_iter().collect()
+        } else {
+            config.search().to_vec()
+        };
+        let ndots = options.ndots;
+        // The search list is applied here (`System::candidates`), in glibc's order.
+        options.use_hosts_file = ResolveHosts::Never;
+        let config = ResolverConfig::from_parts(None, Vec::new(), config.name_servers().to_vec());
+        let resolver =
+            TokioResolver::builder_with_config(config, Default::default()).with_options(options);
+        let resolver = resolver.build().unwrap_or_else(|_| {
+            let local = NameServerConfig::udp_and_tcp(Ipv4Addr::LOCALHOST.into());
+            let config = ResolverConfig::from_parts(None, Vec::new(), vec![local]);
+            TokioResolver::builder_with_config(config, Default::default())
+                .build()
+                .unwrap_or_else(|_| unreachable!("a resolver for one loopback server builds"))
+        });
+        let hosts = Hosts::from_system().unwrap_or_default();
+        System { resolver, hosts, search, ndots }
+    })
+}
+
+/// resolv.conf's settings as glibc reads them: a search domain that is not a valid name is
+/// left out rather than the whole file, and without a `nameserver` line the server is the
+/// one on this host (127.0.0.1), with the file's search list and options kept.
+fn settings(text: &str) -> (ResolverConfig, ResolverOpts) {
+    let usable: String = text
+        .lines()
+        .map(|line| {
+            let mut words = line.split_whitespace();
+            match words.next() {
+                Some(keyword @ ("search" | "domain")) => {
+                    let valid = words.filter(|w| Name::from_str_relaxed(*w).is_ok());
+                    std::iter::once(keyword).chain(valid).collect::<Vec<_>>().join(" ")
+                }
+                _ => line.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let has_server = usable.lines().any(|l| l.split_whitespace().next() == Some("nameserver"));
+    let usable = if has_server { usable } else { format!("{usable}\nnameserver 127.0.0.1\n") };
+    parse_resolv_conf(&usable).unwrap_or_else(|_| {
+        let local = NameServerConfig::udp_and_tcp(Ipv4Addr::LOCALHOST.into());
+        (ResolverConfig::from_parts(None, Vec::new(), vec![local]), ResolverOpts::default())
+    })
+}
+
+/// Which [`LookupError`] an answer from the resolver is, said in words (the resolver's own
+/// text is a debug dump of the query).
+fn classify(host: &str, error: &NetError) -> LookupError {
+    let host = host.to_owned();
+    match error {
+        NetError::Dns(DnsError::NoRecordsFound(none)) => {
+            let detail = if none.response_code == ResponseCode::NXDomain {
+                "no such name"
+            } else {
+                "no address records"
+            };
+            LookupError::NotFound { host, detail: detail.to_owned() }
+        }
+        NetError::Dns(DnsError::ResponseCode(code)) => {
+            LookupError::Unanswered { host, detail: format!("it answered {}", code.to_str()) }
+        }
+        NetError::Timeout => LookupError::Unanswered { host, detail: "no reply".to_owned() },
+        other => LookupError::Unanswered {
+            host,
+            detail: crate::untrusted::short(&other.to_string(), 200),
+        },
     }
 }
 
@@ -126,7 +260,6 @@ impl tower::Service<hyper_util::client::legacy::connect::dns::Name> for Resolver
 #[cfg(test)]
 mod tests {
     use hickory_resolver::net::NoRecords;
-    use hickory_resolver::proto::op::{Query, ResponseCode};
 
     use super::*;
 
@@ -150,6 +283,47 @@ mod tests {
             assert!(error.is_temporary(), "{error}");
             assert!(error.to_string().contains("could not answer for the host reg.example"));
         }
+    }
+
+    fn names(list: &[&str]) -> Vec<Name> {
+        list.iter().map(|n| Name::from_str_relaxed(*n).unwrap()).collect()
+    }
+
+    /// The search list in glibc's order, by the name's dots against `ndots`.
+    #[test]
+    fn candidates_follow_glibc() {
+        let (config, options) =
+            settings("nameserver 127.0.0.2\nsearch a.test b.test\noptions ndots:2\n");
+        let system = System {
+            resolver: TokioResolver::builder_with_config(config.clone(), Default::default())
+                .build()
+                .unwrap(),
+            hosts: Hosts::default(),
+            search: config.search().to_vec(),
+            ndots: options.ndots,
+        };
+        let of = |name: &str| system.candidates(&Name::from_str_relaxed(name).unwrap());
+        assert_eq!(of("reg"), names(&["reg.a.test.", "reg.b.test.", "reg."]));
+        assert_eq!(of("reg.corp"), names(&["reg.corp.a.test.", "reg.corp.b.test.", "reg.corp."]));
+        assert_eq!(of("r.e.g"), names(&["r.e.g.", "r.e.g.a.test.", "r.e.g.b.test."]));
+        assert_eq!(of("reg.corp."), names(&["reg.corp."]));
+    }
+
+    /// A search domain that is not a name is left out, not the whole file; without a
+    /// `nameserver` line the server is 127.0.0.1 and the rest of the file still counts.
+    #[test]
+    fn resolv_conf_is_read_as_glibc_reads_it() {
+        let long = "x".repeat(70);
+        let (config, options) = settings(&format!(
+            "nameserver 127.0.0.2\nsearch ci.internal {long}.example\noptions ndots:5 attempts:1\n"
+        ));
+        assert_eq!(config.search(), names(&["ci.internal"]).as_slice());
+        assert_eq!(config.name_servers()[0].ip, IpAddr::from([127, 0, 0, 2]));
+        assert_eq!((options.ndots, options.attempts), (5, 1));
+        let (config, options) = settings("search ci.internal\noptions ndots:5\n");
+        assert_eq!(config.search(), names(&["ci.internal"]).as_slice());
+        assert_eq!(config.name_servers()[0].ip, IpAddr::from(Ipv4Addr::LOCALHOST));
+        assert_eq!(options.ndots, 5);
     }
 
     /// An address needs no name server, bracketed or not.

@@ -391,9 +391,10 @@ fn registry_names_resolve_as_glibc_resolves_them() {
         ("flaky.ci.internal", 4),
     );
     // The image pinned by a run of `tag` from registry host `name`, with these resolver settings.
-    let deploy = |name: &str, tag: &str, search: &[String], options: &[&str]| {
+    let deploy = |name: &str, tag: &str, search: &[String], options: &[&str], extra: &[&str]| {
         let image = format!("{name}:{port}/acme/api");
         let mut args: Vec<String> = vec!["--dns".into(), "127.0.0.1".into()];
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
         for domain in search {
             args.extend(["--dns-search".into(), domain.clone()]);
         }
@@ -413,12 +414,14 @@ fn registry_names_resolve_as_glibc_resolves_them() {
         ] {
             args.extend(["-e".into(), variable]);
         }
-        let output = run(&args);
-        check(&output, &format!("{name} with search {search:?} and options {options:?}"));
-        (image, output)
+        (image, run(&args))
+    };
+    let what = |name: &str, search: &[String], options: &[&str]| {
+        format!("{name} with search {search:?} and options {options:?}")
     };
     for (name, search, options, fqdn) in cases {
-        let (image, _) = deploy(name, "v2", &search, options);
+        let (image, output) = deploy(name, "v2", &search, options, &[]);
+        check(&output, &what(name, &search, options));
         assert_eq!(w.container_image("api"), format!("{image}@{}", w.v2));
         let asked = dns.asked();
         assert!(asked.iter().any(|(n, kind)| n == fqdn && *kind == 1), "{fqdn}: {asked:?}");
@@ -426,12 +429,34 @@ fn registry_names_resolve_as_glibc_resolves_them() {
     // The last case asked the failing search domain first, and went on.
     let asked = dns.asked();
     assert!(asked.iter().any(|(n, _)| n == "registry.broken.internal"), "{asked:?}");
+    // /etc/hosts answers before the name server is asked (a pod's hostAliases, --add-host).
+    let (search, options) = (vec!["ci.internal".to_owned()], ["ndots:5"]);
+    let (image, output) =
+        deploy("pinned", "v1", &search, &options, &["--add-host", "pinned:127.0.0.1"]);
+    check(&output, &what("pinned", &search, &options));
+    assert_eq!(w.container_image("api"), format!("{image}@{}", w.v1));
+    let asked = dns.asked();
+    assert!(!asked.iter().any(|(n, _)| n.starts_with("pinned")), "{asked:?}");
     // A name server that fails to answer is an outage, asked again within tag-timeout; the
     // run says so, and goes on once it answers.
-    let (image, output) = deploy("flaky.ci.internal", "v1", &[], &["attempts:1"]);
+    let (image, output) = deploy("flaky.ci.internal", "v2", &[], &["attempts:1"], &[]);
+    check(&output, &what("flaky.ci.internal", &[], &["attempts:1"]));
     let stderr = text(&output.stderr);
     assert!(stderr.contains("the name server could not answer"), "{stderr}");
-    assert_eq!(w.container_image("api"), format!("{image}@{}", w.v1));
+    assert_eq!(w.container_image("api"), format!("{image}@{}", w.v2));
+    // A name no search domain knows, where one domain's server failed: an outage too, as
+    // glibc says (EAI_AGAIN), not a name that does not exist. It fails once tag-timeout is out.
+    let search = vec!["broken.internal".to_owned(), "ci.internal".to_owned()];
+    let options = ["ndots:5", "attempts:1"];
+    let (_, output) =
+        deploy("nowhere", "v1", &search, &options, &["-e", "KUBESHIP_TAG_TIMEOUT=2s"]);
+    assert_eq!(output.status.code(), Some(3), "{}", what("nowhere", &search, &options));
+    let stderr = text(&output.stderr);
+    let outage = stderr
+        .lines()
+        .any(|l| l.contains("the name server could not answer") && l.contains("nowhere"));
+    assert!(outage, "{stderr}");
+    assert_eq!(w.container_image("api"), format!("{image}@{}", w.v2));
 }
 
 /// A nameserver on 127.0.0.1:53 (UDP) that knows some names, all at 127.0.0.1, and records
