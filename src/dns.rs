@@ -79,6 +79,9 @@ impl Resolver {
 /// How long a lookup may take: less than the connections' 10 s connect timeout, so that a
 /// silent name server is named as the cause rather than the server kubeship was connecting to.
 const WITHIN: Duration = Duration::from_secs(8);
+/// How long one name of the search list may take, so that a silent search domain still
+/// leaves time to ask for the name as it is.
+const EACH: Duration = Duration::from_secs(4);
 
 /// The system's settings and the resolver built from them.
 struct System {
@@ -97,17 +100,34 @@ impl System {
             detail: detail.to_owned(),
         };
         let (mut unanswered, mut last) = (None, None);
-        for candidate in self.candidates(name) {
-            match self.resolver.lookup_ip(candidate).await {
-                Ok(found) if found.iter().next().is_some() => return Ok(found.iter().collect()),
-                Ok(_) => last = Some(not_found("no address records")),
-                Err(error) => {
+        // glibc's res_search ends the search list at a domain that got no reply (SERVFAIL
+        // goes on), and still asks for the name as it is.
+        let mut searching = true;
+        for (candidate, as_is) in self.candidates(name) {
+            if !searching && !as_is {
+                continue;
+            }
+            let answer = tokio::time::timeout(EACH, self.resolver.lookup_ip(candidate)).await;
+            match answer {
+                Ok(Ok(found)) if found.iter().next().is_some() => {
+                    return Ok(found.iter().collect());
+                }
+                Ok(Ok(_)) => last = Some(not_found("no address records")),
+                Ok(Err(error)) => {
+                    let silent = !matches!(error, NetError::Dns(_));
                     let error = classify(host, &error);
                     if error.is_temporary() {
                         unanswered.get_or_insert(error);
+                        searching &= as_is || !silent;
                     } else {
                         last = Some(error);
                     }
+                }
+                Err(_) => {
+                    let detail = format!("no reply within {}s", EACH.as_secs());
+                    unanswered
+                        .get_or_insert(LookupError::Unanswered { host: host.to_owned(), detail });
+                    searching &= as_is;
                 }
             }
         }
@@ -128,19 +148,23 @@ impl System {
     /// The names to ask for, in glibc's order (`res_search`): a name ending in a dot as it is;
     /// a name with at least `ndots` dots as it is first, then with each search domain; a
     /// shorter one with each search domain first, then as it is.
-    fn candidates(&self, name: &Name) -> Vec<Name> {
+    /// Each with whether it is the name as it is.
+    fn candidates(&self, name: &Name) -> Vec<(Name, bool)> {
         let mut absolute = name.clone();
         absolute.set_fqdn(true);
+        let absolute = std::iter::once((absolute, true));
         if name.is_fqdn() {
-            return vec![absolute];
+            return absolute.collect();
         }
-        let searched =
-            self.search.iter().filter_map(|domain| name.clone().append_domain(domain).ok());
+        let searched = self
+            .search
+            .iter()
+            .filter_map(|domain| Some((name.clone().append_domain(domain).ok()?, false)));
         let dots = usize::from(name.num_labels()).saturating_sub(1);
         if dots >= self.ndots {
-            std::iter::once(absolute).chain(searched).collect()
+            absolute.chain(searched).collect()
         } else {
-            searched.chain(std::iter::once(absolute)).collect()
+            searched.chain(absolute).collect()
         }
     }
 }
@@ -302,7 +326,13 @@ mod tests {
             search: config.search().to_vec(),
             ndots: options.ndots,
         };
-        let of = |name: &str| system.candidates(&Name::from_str_relaxed(name).unwrap());
+        let of = |name: &str| {
+            let candidates = system.candidates(&Name::from_str_relaxed(name).unwrap());
+            let as_is: Vec<_> = candidates.iter().filter(|(_, as_is)| *as_is).collect();
+            assert_eq!(as_is.len(), 1, "{candidates:?}");
+            assert_eq!(as_is[0].0.to_string().trim_end_matches('.'), name.trim_end_matches('.'));
+            candidates.into_iter().map(|(name, _)| name).collect::<Vec<_>>()
+        };
         assert_eq!(of("reg"), names(&["reg.a.test.", "reg.b.test.", "reg."]));
         assert_eq!(of("reg.corp"), names(&["reg.corp.a.test.", "reg.corp.b.test.", "reg.corp."]));
         assert_eq!(of("r.e.g"), names(&["r.e.g.", "r.e.g.a.test.", "r.e.g.b.test."]));

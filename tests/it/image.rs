@@ -363,8 +363,8 @@ fn runs_in_cluster_with_a_service_account() {
 /// from the `resolv.conf` podman writes, a short name through the search list with `ndots:5`
 /// (as the kubelet writes it for pods), a dotted name below `ndots` absolute first and then
 /// through the search list (`docker run`'s default `ndots:1`), and a search line longer than
-/// 255 characters (a pod's namespace domains plus the node's), and past a search domain whose
-/// name server fails. musl's `getaddrinfo` fails the last three; kubeship resolves in process
+/// 255 characters (a pod's namespace domains plus the node's), past a search domain whose
+/// name server fails, and after one whose server does not reply. musl's `getaddrinfo` fails the last three; kubeship resolves in process
 /// (src/dns.rs). The nameserver is the test's own, on 127.0.0.1:53.
 #[test]
 fn registry_names_resolve_as_glibc_resolves_them() {
@@ -375,7 +375,7 @@ fn registry_names_resolve_as_glibc_resolves_them() {
         .chain(["ci.internal".to_owned()])
         .collect();
     assert!(format!("search {}", long.join(" ")).len() > 255);
-    let cases: [(&str, Vec<String>, &[&str], &str); 4] = [
+    let cases: [(&str, Vec<String>, &[&str], &str); 5] = [
         ("registry", vec!["ci.internal".into()], &["ndots:5"], "registry.ci.internal"),
         ("reg.corp", vec!["ci.internal".into()], &[], "reg.corp.ci.internal"),
         ("registry", long, &["ndots:5"], "registry.ci.internal"),
@@ -383,6 +383,14 @@ fn registry_names_resolve_as_glibc_resolves_them() {
             "registry",
             vec!["broken.internal".into(), "ci.internal".into()],
             &["ndots:5", "attempts:1"],
+            "registry.ci.internal",
+        ),
+        // A search domain whose server never replies ends the search (the next is not
+        // waited for); the name as it is is still asked.
+        (
+            "registry.ci.internal",
+            vec!["silent.internal".into(), "more.silent.internal".into()],
+            &["ndots:5", "timeout:3", "attempts:1"],
             "registry.ci.internal",
         ),
     ];
@@ -462,7 +470,7 @@ fn registry_names_resolve_as_glibc_resolves_them() {
 /// A nameserver on 127.0.0.1:53 (UDP) that knows some names, all at 127.0.0.1, and records
 /// every question it is asked as (name, type). The first `failures` questions about the
 /// `flaky` name get SERVFAIL, as from a name server in trouble, and so do all questions about
-/// names under `broken.internal`.
+/// names under `broken.internal`; questions about names under `silent.internal` get no reply.
 struct Nameserver {
     asked: std::sync::Arc<std::sync::Mutex<Vec<(String, u16)>>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -494,8 +502,11 @@ impl Nameserver {
                         answer[3] = 0x82;
                         answer[7] = 0;
                     }
+                    let silent = question.0.ends_with(".silent.internal");
                     log.lock().unwrap().push(question);
-                    let _ = socket.send_to(&answer, peer);
+                    if !silent {
+                        let _ = socket.send_to(&answer, peer);
+                    }
                 }
             }
         });
